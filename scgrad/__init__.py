@@ -1,0 +1,11 @@
+"""scgrad: gradients of expectations through stochastic computation graphs in PyTorch.
+
+Build a graph while the model runs (``g.sample``, ``g.cost``), then call ``g.surrogate()``:
+one scalar whose gradient, of any order, estimates the gradient of the expected total cost.
+"""
+from . import baselines, estimators
+from .errors import GraphError, NonFiniteCostError, ShapeError
+from .graph import Graph
+
+__version__ = "0.1.0"
+__all__ = ["Graph", "GraphError", "NonFiniteCostError", "ShapeError", "baselines", "estimators"]

@@ -1,0 +1,13 @@
+"""Exceptions raised by scgrad. Every message names the node(s), the shapes and a fix."""
+
+
+class GraphError(ValueError):
+    """A stochastic computation graph was built or used incorrectly."""
+
+
+class ShapeError(GraphError):
+    """Tensor shapes of nodes, costs or baselines do not line up."""
+
+
+class NonFiniteCostError(GraphError, FloatingPointError):
+    """A cost contains NaN or an infinity, so no meaningful gradient exists."""

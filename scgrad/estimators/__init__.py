@@ -1,0 +1,22 @@
+"""Gradient estimators: each turns one stochastic node into surrogate-loss terms.
+
+Unbiased: ``ScoreFunction``, ``Reparam``, ``Enumerate``, ``ImportanceWeighted`` (without clip).
+Biased, labelled so (``unbiased = False``): ``ImportanceWeighted(clip=...)``, ``GumbelSoftmax``,
+``StraightThrough``. Write your own by subclassing ``Estimator``.
+"""
+from .base import Draw, DrawContext, Estimator, Terms
+from .enumerate import Enumerate
+from .importance import ImportanceWeighted
+from .relaxed import GumbelSoftmax, StraightThrough
+from .reparam import Reparam
+from .score_function import ScoreFunction
+
+__all__ = [
+    "Draw", "DrawContext", "Enumerate", "Estimator", "GumbelSoftmax", "ImportanceWeighted",
+    "Reparam", "ScoreFunction", "StraightThrough", "Terms", "default_estimator",
+]
+
+
+def default_estimator(dist, observed: bool) -> Estimator:
+    """``Reparam()`` when the distribution has rsample and the value is drawn, else ``ScoreFunction()``."""
+    return Reparam() if dist.has_rsample and not observed else ScoreFunction()

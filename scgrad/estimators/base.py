@@ -1,0 +1,122 @@
+"""The estimator protocol: how a stochastic node draws its value and enters the surrogate.
+
+A graph's surrogate (Loaded-DiCE form, with the any-order baseline of Mao et al. 2019) is
+
+    L = Σ_c  exp(Σ_{w ∈ W_c} ℓ_w) · c
+      + Σ_w  exp(Σ_{a ∈ A_w} ℓ_a) · v_w
+      + Σ_w  (r_w − stop_grad(r_w))
+
+where, for each stochastic node w, the estimator supplies
+
+- ``log_weight`` ℓ_w: the log of the multiplicative term put in front of every cost downstream
+  of w (W_c: the nodes upstream of cost c; A_w: the nodes upstream of w). For the score function
+  it is ``log_prob − stop_grad(log_prob)`` (DiCE's magic box: value 1, gradient the score);
+  for pathwise estimators it is ``None``;
+- ``control_variate`` v_w: an additive term with zero expected gradient (of every order) that
+  reduces variance, e.g. ``(1 − exp(ℓ_w)) · b_w`` for a baseline b_w;
+- ``aux_loss`` r_w: a loss that trains something the estimator owns (a learned baseline); it
+  enters with value zero, so the surrogate's value stays the mean total cost.
+
+Writing an estimator means subclassing :class:`Estimator` and implementing ``draw`` and, if it
+adds score terms, ``terms``; see the README for a complete one in a few lines.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch.distributions import Distribution
+
+from ..errors import GraphError
+from ..nodes import StochasticNode
+
+
+@dataclass(frozen=True)
+class DrawContext:
+    """What a graph tells an estimator when it draws a node.
+
+    Attributes:
+        name: the node's name (for error messages).
+        value: the observed value passed as ``value=``, or ``None`` to draw one.
+        new_enum_dim: allocates a fresh batch dimension (a negative index) for estimators that
+            enumerate or integrate over a node's support.
+    """
+
+    name: str
+    value: Optional[torch.Tensor]
+    new_enum_dim: Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class Draw:
+    """An estimator's draw: the value the user receives, its log-probability, enumeration dim.
+
+    ``log_prob`` (batch-shaped, differentiable in the distribution's parameters) is needed by
+    estimators with score terms and is used by the graph to find parameter dependencies;
+    pathwise estimators may leave it ``None``.
+    """
+
+    value: torch.Tensor
+    log_prob: Optional[torch.Tensor] = None
+    enum_dim: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Terms:
+    """An estimator's contribution to the surrogate (see the module docstring). Batch-shaped."""
+
+    log_weight: Optional[torch.Tensor] = None
+    control_variate: Optional[torch.Tensor] = None
+    aux_loss: Optional[torch.Tensor] = None
+
+
+class Estimator(abc.ABC):
+    """Base class of gradient estimators; one instance decides one node (or many, if stateless).
+
+    Subclasses set ``unbiased`` and implement :meth:`draw`; those that add score or
+    control-variate terms also implement :meth:`terms`.
+    """
+
+    #: Whether the surrogate's gradient is an unbiased estimate of the true gradient.
+    unbiased: bool = True
+    #: Whether :meth:`terms` reads ``credit`` (the graph skips computing it otherwise).
+    needs_credit: bool = False
+
+    @abc.abstractmethod
+    def draw(self, dist: Distribution, ctx: DrawContext) -> Draw:
+        """Draw (or take ``ctx.value``) the node's value; return it with its log-probability."""
+
+    def terms(self, node: StochasticNode, credit: Optional[torch.Tensor]) -> Terms:
+        """Surrogate terms for ``node``.
+
+        Args:
+            node: the recorded node (value, log_prob, dist, ...).
+            credit: the node's downstream cost, detached; shape ``node.shape``; ``None`` unless
+                the estimator sets ``needs_credit``. Baselines regress
+                onto it. It depends on the node's own sample, so a baseline built from it must
+                not use element i to baseline element i (see ``baselines.LeaveOneOut``).
+        """
+        return Terms()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def observed_log_prob(dist: Distribution, ctx: DrawContext) -> Draw:
+    """Score the observed ``ctx.value`` under ``dist``, checking its shape first."""
+    value = ctx.value
+    assert value is not None
+    if not isinstance(value, torch.Tensor):
+        value = torch.as_tensor(value)
+    expected = dist.batch_shape + dist.event_shape
+    tail = value.shape[value.dim() - len(expected):] if len(expected) else torch.Size()
+    if value.dim() < len(expected) or tail != expected:
+        raise GraphError(
+            f"node '{ctx.name}': value= has shape {tuple(value.shape)} but the distribution has "
+            f"batch shape {tuple(dist.batch_shape)} and event shape {tuple(dist.event_shape)}; "
+            "the value's trailing dimensions must equal batch_shape + event_shape"
+        )
+    value = value.detach()
+    return Draw(value, dist.log_prob(value))

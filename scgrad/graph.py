@@ -1,0 +1,311 @@
+"""The stochastic computation graph: records nodes as the forward pass runs, builds the surrogate."""
+from __future__ import annotations
+
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Union
+
+import networkx as nx
+import torch
+from torch.distributions import Distribution
+
+from ._shapes import align, numel
+from .errors import GraphError, NonFiniteCostError, ShapeError
+from .estimators import DrawContext, Estimator, Terms, default_estimator
+from .nodes import CostNode, StochasticNode
+from .provenance import NO_TAGS, Provenance, Tags
+
+EstimatorOverride = Callable[[str, Distribution, Estimator], Estimator]
+
+
+class Graph:
+    """A stochastic computation graph, recorded while the model runs.
+
+    Use it as a context manager so that dependencies are found by following the data::
+
+        with sg.Graph() as g:
+            k = g.sample("k", Categorical(logits=logits))       # shape [B]
+            g.cost("loss", table[k])                             # shape [B]
+        g.surrogate().backward()
+
+    Inside ``with g:`` every torch operation is followed (see ``scgrad.provenance``), so each
+    cost is credited only to the stochastic nodes it was computed from. A graph used without
+    ``with`` cannot see data flow and credits each cost (and node) to every node recorded
+    before it: still unbiased, only noisier (Pyro's ordering-based rule). In both modes,
+    ``depends_on=`` adds dependencies torch cannot see.
+
+    Args:
+        batch_ndim: number of batch (sample) dimensions, needed only by estimators that
+            enumerate (``Enumerate``): enumerated supports are laid out to their left. Defaults
+            to the batch rank of the first enumerated node.
+        override_estimator: ``f(name, dist, requested) -> Estimator`` replacing every node's
+            estimator; ``scgrad.testing`` uses it to enumerate a model exactly.
+    """
+
+    def __init__(self, batch_ndim: Optional[int] = None,
+                 override_estimator: Optional[EstimatorOverride] = None) -> None:
+        if batch_ndim is not None and batch_ndim < 0:
+            raise ValueError(f"Graph: batch_ndim must be >= 0, got {batch_ndim}")
+        self._stochastic: Dict[str, StochasticNode] = {}
+        self._costs: Dict[str, CostNode] = {}
+        self._override = override_estimator
+        self._tracker: Optional[Provenance] = None
+        self._inside = False
+        self._built = False
+        self._batch_ndim = batch_ndim
+        self._enum_dims = 0
+
+    # ----------------------------------------------------------------- recording
+    def __enter__(self) -> "Graph":
+        if self._tracker is not None:
+            raise GraphError("a Graph can be entered once; record the whole model in one `with` block")
+        if self._stochastic or self._costs:
+            raise GraphError("enter the Graph (`with g:`) before recording any node")
+        self._tracker = Provenance()
+        self._tracker.__enter__()
+        self._inside = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._inside = False
+        assert self._tracker is not None
+        self._tracker.__exit__(*exc)
+
+    def sample(self, name: str, dist: Distribution, estimator: Optional[Estimator] = None,
+               value: Optional[torch.Tensor] = None,
+               depends_on: Optional[Iterable[str]] = None) -> torch.Tensor:
+        """Record a stochastic node and return its value.
+
+        Args:
+            name: unique node name.
+            dist: a ``torch.distributions.Distribution``; its batch shape's leading dims are
+                independent samples.
+            estimator: how gradients pass this node; default ``Reparam()`` if
+                ``dist.has_rsample`` (and no ``value``), else ``ScoreFunction()``.
+            value: score this given value instead of drawing one (e.g. replayed actions);
+                shape ``[*sample, *dist.batch_shape, *dist.event_shape]``.
+            depends_on: names of earlier nodes this one depends on in ways torch cannot see.
+
+        Returns:
+            The value (``[*sample, *batch, *event]``); use it, not ``value``, downstream.
+        """
+        declared = self._open_node(name, depends_on)
+        if not isinstance(dist, Distribution):
+            raise TypeError(f"node '{name}': dist must be a torch.distributions.Distribution, "
+                            f"got {type(dist).__name__}")
+        chosen = estimator if estimator is not None else default_estimator(dist, value is not None)
+        if self._override is not None:
+            chosen = self._override(name, dist, chosen)
+        if not isinstance(chosen, Estimator):
+            raise TypeError(f"node '{name}': estimator must be a scgrad.estimators.Estimator, "
+                            f"got {type(chosen).__name__}")
+        drawn = chosen.draw(dist, DrawContext(name, value, self._new_enum_dim))
+        parents = self._parents(declared, drawn.value, drawn.log_prob)
+        self._stochastic[name] = StochasticNode(
+            name=name, dist=dist, value=drawn.value, log_prob=drawn.log_prob, estimator=chosen,
+            parents=parents, observed=value is not None, enum_dim=drawn.enum_dim)
+        if self._tracker is not None:
+            self._tracker.replace(drawn.value, frozenset({name}))
+        return drawn.value
+
+    def cost(self, name: str, value: Union[torch.Tensor, float],
+             depends_on: Optional[Iterable[str]] = None) -> torch.Tensor:
+        """Record a per-sample cost (to be minimised in expectation) and return it.
+
+        Args:
+            name: unique node name.
+            value: shape = the batch shape of the samples it depends on (a scalar broadcasts);
+                keep it differentiable where pathwise gradients should flow.
+            depends_on: names of nodes the cost depends on in ways torch cannot see (a cost
+                computed in NumPy, an environment step).
+        """
+        declared = self._open_node(name, depends_on)
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value)
+        if not value.is_floating_point():
+            value = value.to(torch.get_default_dtype())
+        self._costs[name] = CostNode(name, value, self._parents(declared, value))
+        return value
+
+    # ----------------------------------------------------------------- inspection
+    @property
+    def nodes(self) -> Dict[str, StochasticNode]:
+        """The stochastic nodes by name, in recording order."""
+        return dict(self._stochastic)
+
+    @property
+    def costs(self) -> Dict[str, CostNode]:
+        """The cost nodes by name, in recording order."""
+        return dict(self._costs)
+
+    def __getitem__(self, name: str) -> Union[StochasticNode, CostNode]:
+        if name in self._stochastic:
+            return self._stochastic[name]
+        if name in self._costs:
+            return self._costs[name]
+        raise KeyError(f"no node named '{name}' in this graph")
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        """A ``networkx.DiGraph``: nodes by name (attribute ``kind``: "stochastic" or "cost",
+        plus ``estimator`` and ``distribution`` for stochastic ones), edges from each node to the
+        nodes and costs that depend on it directly."""
+        graph = nx.DiGraph()
+        for node in self._stochastic.values():
+            graph.add_node(node.name, kind="stochastic", estimator=repr(node.estimator),
+                           distribution=type(node.dist).__name__, observed=node.observed)
+        for cost in self._costs.values():
+            graph.add_node(cost.name, kind="cost")
+        for record in [*self._stochastic.values(), *self._costs.values()]:
+            graph.add_edges_from((parent, record.name) for parent in record.parents)
+        return graph
+
+    def ancestors(self, name: str) -> FrozenSet[str]:
+        """Names of all stochastic nodes upstream of node ``name``."""
+        return self._ancestors()[self[name].name]
+
+    # ----------------------------------------------------------------- surrogate
+    def surrogate(self) -> torch.Tensor:
+        """The scalar surrogate loss.
+
+        Its value is the mean over samples of the summed costs (for enumerated nodes: their
+        expectation); its gradient of every order is an estimate of the gradient of the
+        expected total cost, unbiased when every node's estimator is. Build it once per graph:
+        it updates stateful baselines.
+        """
+        if self._built:
+            raise GraphError("surrogate() was already built for this graph (it updates baselines); "
+                             "record a new Graph for each forward pass")
+        if not self._costs:
+            raise GraphError("surrogate() needs at least one cost; record one with g.cost(name, value)")
+        self._check_finite()
+        self._built = True
+        ancestors = self._ancestors()
+        terms = self._node_terms(ancestors)
+        loss = sum(self._reduce(self._weighted(cost.value, ancestors[cost.name], terms, f"cost '{cost.name}'"))
+                   for cost in self._costs.values())
+        for name, node_terms in terms.items():
+            if node_terms.control_variate is not None:
+                loss = loss + self._reduce(self._weighted(
+                    node_terms.control_variate, ancestors[name], terms, f"baseline of node '{name}'"))
+            if node_terms.aux_loss is not None:
+                loss = loss + (node_terms.aux_loss - node_terms.aux_loss.detach())
+        return loss
+
+    # ----------------------------------------------------------------- internals
+    def _open_node(self, name: str, depends_on: Optional[Iterable[str]]) -> Tags:
+        """Check that a node may be recorded now; return its declared dependencies."""
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"node names must be non-empty strings, got {name!r}")
+        if self._built:
+            raise GraphError(f"cannot record '{name}': the surrogate of this graph was already built")
+        if self._tracker is not None and not self._inside:
+            raise GraphError(f"cannot record '{name}' after leaving `with g:`: dependencies "
+                             "computed outside the block would be missed")
+        if name in self._stochastic or name in self._costs:
+            raise GraphError(f"duplicate node name '{name}'")
+        if depends_on is None:
+            return NO_TAGS
+        if isinstance(depends_on, str):
+            depends_on = [depends_on]
+        declared = frozenset(depends_on)
+        unknown = sorted(d for d in declared if d not in self._stochastic)
+        if unknown:
+            known = ", ".join(self._stochastic) or "none"
+            raise GraphError(f"node '{name}': depends_on names unknown stochastic nodes {unknown} "
+                             f"(recorded so far: {known})")
+        return declared
+
+    def _parents(self, declared: Tags, *tensors: Optional[torch.Tensor]) -> Tags:
+        if self._tracker is None:  # no data-flow view: every earlier node may matter
+            return frozenset(self._stochastic) | declared
+        return self._tracker.of(*(t for t in tensors if t is not None)) | declared
+
+    def _new_enum_dim(self, batch_rank: int) -> int:
+        """Allocate the batch dimension (a negative index) for the next enumerated node."""
+        if self._batch_ndim is None:
+            self._batch_ndim = batch_rank
+        if batch_rank > self._batch_ndim + self._enum_dims:
+            raise ShapeError(
+                f"an enumerated distribution has batch rank {batch_rank}, more than batch_ndim="
+                f"{self._batch_ndim} plus {self._enum_dims} enumerated dims; pass "
+                "Graph(batch_ndim=...) with the number of sample dimensions")
+        dim = -(self._batch_ndim + 1 + self._enum_dims)
+        self._enum_dims += 1
+        return dim
+
+    def _check_finite(self) -> None:
+        costs = list(self._costs.values())
+        finite = torch.stack([torch.isfinite(c.value.detach()).all() for c in costs]).tolist()
+        bad = [c.name for c, ok in zip(costs, finite) if not ok]
+        if bad:
+            raise NonFiniteCostError(f"cost(s) {bad} contain NaN or inf; no gradient can be estimated")
+
+    def _ancestors(self) -> Dict[str, FrozenSet[str]]:
+        """Stochastic ancestors of every node. Recording order is a topological order."""
+        found: Dict[str, FrozenSet[str]] = {}
+        for record in [*self._stochastic.values(), *self._costs.values()]:
+            closure = set(record.parents)
+            for parent in record.parents:
+                closure |= found[parent]
+            found[record.name] = frozenset(closure)
+        return found
+
+    def _node_terms(self, ancestors: Dict[str, FrozenSet[str]]) -> Dict[str, Terms]:
+        """Each node's surrogate terms; nodes upstream of no cost contribute nothing."""
+        downstream: Dict[str, List[CostNode]] = {name: [] for name in self._stochastic}
+        for cost in self._costs.values():
+            for name in ancestors[cost.name]:
+                downstream[name].append(cost)
+        terms = {}
+        for name, node in self._stochastic.items():
+            if downstream[name]:
+                credit = self._credit(node, downstream[name]) if node.estimator.needs_credit else None
+                terms[name] = node.estimator.terms(node, credit)
+        return terms
+
+    def _credit(self, node: StochasticNode, costs: List[CostNode]) -> torch.Tensor:
+        """The node's downstream cost, detached, in the node's shape.
+
+        Scaled so that subtracting a baseline from it matches the surrogate's normalisation
+        (each cost is averaged over its own elements).
+        """
+        shape = node.shape
+        total = torch.zeros(shape, dtype=costs[0].value.dtype, device=costs[0].value.device)
+        for cost in costs:
+            c = cost.value.detach()
+            total = total + align(c, shape, f"cost '{cost.name}' credited to node '{node.name}'") * (
+                numel(shape) / max(numel(c.shape), 1))
+        return total
+
+    def _weighted(self, x: torch.Tensor, upstream: FrozenSet[str], terms: Dict[str, Terms],
+                  what: str) -> torch.Tensor:
+        """``x`` times exp(Σ log-weights of the nodes upstream of it), in a common shape."""
+        weights = [(name, terms[name].log_weight) for name in self._stochastic
+                   if name in upstream and terms[name].log_weight is not None]
+        if not weights:
+            return x
+        enumerated = [lw.shape for name, lw in weights if self._stochastic[name].enum_dim is not None]
+        try:
+            shape = torch.broadcast_shapes(x.shape, *enumerated)
+        except RuntimeError:
+            raise ShapeError(f"{what} has shape {tuple(x.shape)}, which does not broadcast with the "
+                             f"enumerated nodes upstream of it (shapes {[tuple(s) for s in enumerated]})") from None
+        tau = sum(align(lw, shape, f"node '{name}' (log-prob shape {tuple(lw.shape)}) upstream of {what}")
+                  for name, lw in weights)
+        return torch.exp(tau) * x
+
+    def _reduce(self, term: torch.Tensor) -> torch.Tensor:
+        """Sum over enumerated dimensions, mean over sample dimensions."""
+        if self._enum_dims == 0:
+            return term.mean()
+        assert self._batch_ndim is not None
+        rank = term.dim()
+        if rank > self._batch_ndim + self._enum_dims:
+            raise ShapeError(f"a term of shape {tuple(term.shape)} has more dimensions than "
+                             f"batch_ndim={self._batch_ndim} plus {self._enum_dims} enumerated ones")
+        axes = [rank - self._batch_ndim - 1 - i for i in range(self._enum_dims)
+                if rank - self._batch_ndim - 1 - i >= 0]
+        return term.sum(axes).mean() if axes else term.mean()
+
+    def __repr__(self) -> str:
+        return (f"Graph({len(self._stochastic)} stochastic, {len(self._costs)} cost nodes, "
+                f"{'tracked' if self._tracker is not None else 'untracked'})")
