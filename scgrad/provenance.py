@@ -15,11 +15,11 @@ Python control flow on a sample is invisible: declare it with ``depends_on``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, FrozenSet, Iterable, Iterator
+import weakref
+from typing import Any, Callable, Dict, FrozenSet, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils.weak import WeakTensorKeyDictionary
 
 Tags = FrozenSet[str]
 NO_TAGS: Tags = frozenset()
@@ -36,17 +36,6 @@ _FROM_DATA: frozenset[Callable[..., Any]] = frozenset(
 )
 
 
-def _tensors(items: Iterable[Any]) -> Iterator[torch.Tensor]:
-    """Tensors among ``items`` and one level of lists/tuples inside them (``torch.cat([a, b])``)."""
-    for item in items:
-        if isinstance(item, torch.Tensor):
-            yield item
-        elif isinstance(item, (list, tuple)):
-            for inner in item:
-                if isinstance(inner, torch.Tensor):
-                    yield inner
-
-
 def _is_inplace(name: str) -> bool:
     """``add_``, ``__setitem__``, ``__iadd__``: calls that write into their first argument."""
     if name.startswith("__"):
@@ -55,48 +44,72 @@ def _is_inplace(name: str) -> bool:
 
 
 class Provenance(TorchFunctionMode):
-    """Tags tensors with the names of the stochastic nodes they were computed from."""
+    """Tags tensors with the names of the stochastic nodes they were computed from.
+
+    Tags live in a dict keyed by ``id(tensor)``; a weak reference with a callback drops the
+    entry when the tensor is freed (before its id can be reused). Lookups by id keep the
+    per-call cost to a few hundred nanoseconds on the path every torch call takes.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self._tags: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+        self._tags: Dict[int, Tuple[weakref.ref, Tags]] = {}
         self.escaped: Tags = NO_TAGS
 
     def of(self, *values: Any) -> Tags:
-        """Union of the tags of the tensors among ``values``."""
+        """Union of the tags of the tensors among ``values`` (and one level of lists in them)."""
         found = NO_TAGS
-        for tensor in _tensors(values):
-            tags = self._tags.get(tensor)
-            if tags:
-                found = found | tags
+        tags = self._tags
+        for value in values:
+            if isinstance(value, torch.Tensor):
+                entry = tags.get(id(value))
+                if entry is not None:
+                    found = found | entry[1]
+            elif isinstance(value, (list, tuple)):  # torch.cat([a, b]), torch.stack(...)
+                for inner in value:
+                    entry = tags.get(id(inner)) if isinstance(inner, torch.Tensor) else None
+                    if entry is not None:
+                        found = found | entry[1]
         return found
 
     def tag(self, tensor: torch.Tensor, tags: Tags) -> None:
         """Add ``tags`` to ``tensor``'s tags."""
         if tags:
-            self._tags[tensor] = self._tags.get(tensor, NO_TAGS) | tags
+            entry = self._tags.get(id(tensor))
+            self.replace(tensor, tags if entry is None else entry[1] | tags)
 
     def replace(self, tensor: torch.Tensor, tags: Tags) -> None:
         """Set ``tensor``'s tags to exactly ``tags`` (a node's value is tagged with the node only)."""
-        self._tags[tensor] = tags
+        key = id(tensor)
+        entry = self._tags.get(key)
+        ref = entry[0] if entry is not None else weakref.ref(tensor, self._forget(key))
+        self._tags[key] = (ref, tags)
+
+    def _forget(self, key: int) -> Callable[[weakref.ref], None]:
+        tags = self._tags
+
+        def forget(_: weakref.ref) -> None:
+            tags.pop(key, None)
+
+        return forget
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        found = self.of(*args, *kwargs.values())
+        out = func(*args, **kwargs) if kwargs else func(*args)
+        found = self.of(*args, *kwargs.values()) if kwargs else self.of(*args)
+        if not found:  # the common case: nothing sampled flows in
+            if self.escaped and func in _FROM_DATA and isinstance(out, torch.Tensor):
+                self.tag(out, self.escaped)
+            return out
         name = getattr(func, "__name__", "")
         if name in _ESCAPES:
             self.escaped = self.escaped | found
             return out
-        if func in _FROM_DATA:
-            found = found | self.escaped
-        if not found:
-            return out
         if isinstance(out, torch.Tensor):
             self.tag(out, found)
         elif isinstance(out, (list, tuple)):
-            for tensor in _tensors(out):
-                self.tag(tensor, found)
+            for tensor in out:
+                if isinstance(tensor, torch.Tensor):
+                    self.tag(tensor, found)
         if args and isinstance(args[0], torch.Tensor) and _is_inplace(name):
             self.tag(args[0], found)
         return out
