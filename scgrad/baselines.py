@@ -11,6 +11,7 @@ passed wherever a baseline is expected (see :func:`resolve`).
 from __future__ import annotations
 
 import abc
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -107,6 +108,12 @@ class LeaveOneOut(Baseline):
                 f"LeaveOneOut(dim={self.dim}) on node '{node.name}': needs at least 2 samples "
                 f"along dim {self.dim}, got shape {tuple(credit.shape)}"
             )
+        if self.dim % credit.dim() in node.shared_credit_dims:
+            raise GraphError(
+                f"LeaveOneOut(dim={self.dim}) on node '{node.name}': a cost downstream of it is "
+                f"shared by the samples along dim {self.dim} (node shape {tuple(credit.shape)}), so "
+                "the others' mean would include the sample's own effect; give each sample its own "
+                "cost, or use another baseline")
         credit = credit.detach()
         total = credit.sum(self.dim, keepdim=True)
         return BaselineValue((total - credit) / (n - 1))
@@ -166,7 +173,7 @@ def resolve(baseline: BaselineLike) -> Optional[Baseline]:
     """Turn what users pass as ``baseline=`` (a Baseline, a tensor, a number, None) into one."""
     if baseline is None or isinstance(baseline, Baseline):
         return baseline
-    if isinstance(baseline, (torch.Tensor, float, int)):
+    if isinstance(baseline, (torch.Tensor, numbers.Real)):
         return Constant(baseline)
     raise TypeError(
         f"baseline must be a scgrad.baselines.Baseline, a tensor, a number or None; "

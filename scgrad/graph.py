@@ -217,7 +217,9 @@ class Graph:
     def _parents(self, declared: Tags, *tensors: Optional[torch.Tensor]) -> Tags:
         if self._tracker is None:  # no data-flow view: every earlier node may matter
             return frozenset(self._stochastic) | declared
-        return self._tracker.of(*(t for t in tensors if t is not None)) | declared
+        # Values that left torch may come back through Python or NumPy: credit them too.
+        found = self._tracker.of(*(t for t in tensors if t is not None)) | self._tracker.escaped
+        return found | declared
 
     def _new_enum_dim(self, batch_rank: int) -> int:
         """Allocate the batch dimension (a negative index) for the next enumerated node."""
@@ -258,23 +260,43 @@ class Graph:
         terms = {}
         for name, node in self._stochastic.items():
             if downstream[name]:
-                credit = self._credit(node, downstream[name]) if node.estimator.needs_credit else None
+                credit = self._credit(node, downstream[name], ancestors) if node.estimator.needs_credit else None
                 terms[name] = node.estimator.terms(node, credit)
         return terms
 
-    def _credit(self, node: StochasticNode, costs: List[CostNode]) -> torch.Tensor:
+    def _credit(self, node: StochasticNode, costs: List[CostNode],
+                ancestors: Dict[str, FrozenSet[str]]) -> torch.Tensor:
         """The node's downstream cost, detached, in the node's shape.
 
-        Scaled so that subtracting a baseline from it matches the surrogate's normalisation
-        (each cost is averaged over its own elements).
+        Costs downstream of enumerated nodes that the node itself lacks are first summed over
+        those supports with weights p (their expectation). Each cost is scaled so that
+        subtracting a baseline from the credit matches the surrogate's normalisation (each cost
+        is averaged over its own elements). Records, on the node, the dimensions along which a
+        cost was shared by several samples.
         """
         shape = node.shape
         total = torch.zeros(shape, dtype=costs[0].value.dtype, device=costs[0].value.device)
+        shared = set()
         for cost in costs:
-            c = cost.value.detach()
-            total = total + align(c, shape, f"cost '{cost.name}' credited to node '{node.name}'") * (
-                numel(shape) / max(numel(c.shape), 1))
+            c = self._expect_enumerated(cost.value.detach(), ancestors[cost.name] - ancestors[node.name] - {node.name})
+            shared |= _broadcast_dims(c.shape, shape)
+            what = f"cost '{cost.name}' credited to node '{node.name}'"
+            total = total + align(c, shape, what) * (numel(shape) / max(numel(c.shape), 1))
+        node.shared_credit_dims = frozenset(shared)
         return total
+
+    def _expect_enumerated(self, cost: torch.Tensor, between: FrozenSet[str]) -> torch.Tensor:
+        """``cost`` summed over the supports of the enumerated nodes in ``between``, weighted
+        by their probabilities (size-1 dims are kept where the supports were)."""
+        enumerated = [self._stochastic[name] for name in self._stochastic
+                      if name in between and self._stochastic[name].enum_dim is not None]
+        if not enumerated:
+            return cost
+        weights = [node.log_prob.detach() for node in enumerated]
+        shape = torch.broadcast_shapes(cost.shape, *(w.shape for w in weights))
+        expected = cost * torch.exp(sum(align(w, shape, f"node '{n.name}'") for n, w in zip(enumerated, weights)))
+        axes = [len(shape) + n.enum_dim for n in enumerated]  # enum_dim counts from the right
+        return expected.sum([a for a in axes if a >= 0], keepdim=True)
 
     def _weighted(self, x: torch.Tensor, upstream: FrozenSet[str], terms: Dict[str, Terms],
                   what: str) -> torch.Tensor:
@@ -309,3 +331,9 @@ class Graph:
     def __repr__(self) -> str:
         return (f"Graph({len(self._stochastic)} stochastic, {len(self._costs)} cost nodes, "
                 f"{'tracked' if self._tracker is not None else 'untracked'})")
+
+
+def _broadcast_dims(small: torch.Size, shape: torch.Size) -> set:
+    """Dimensions of ``shape`` (non-negative) along which ``small`` would be broadcast."""
+    offset = len(shape) - len(small)
+    return {d for d in range(len(shape)) if shape[d] > 1 and (d < offset or small[d - offset] == 1)}

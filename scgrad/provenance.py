@@ -4,14 +4,15 @@ While a :class:`~scgrad.Graph` is entered (``with g:``), a :class:`Provenance` m
 torch function call (PyTorch's documented, scoped ``TorchFunctionMode`` hook: no monkey-patching,
 no tensor subclass). Each output is tagged with the union of the tags of its inputs, so a
 dependency is found whatever the route: arithmetic, a discrete sample used as an index, a
-sample that feeds another distribution's parameters, in-place writes.
+sample that feeds another distribution's parameters, in-place writes (also through views: an
+in-place write tags the whole storage it writes into).
 
-Values that leave torch (``.item()``, ``.numpy()``, ``.tolist()``) cannot be
-followed. To stay safe, the tags of every tensor that escaped are attached to tensors later
-built from Python or NumPy data (``torch.tensor``, ``torch.as_tensor``, ``torch.from_numpy``):
-a reward computed by an environment from ``action.numpy()`` is credited to the action.
-Crediting too many nodes keeps the gradient unbiased; crediting too few would bias it.
-Python control flow on a sample is invisible: declare it with ``depends_on``.
+Values that leave torch (``.item()``, ``.numpy()``, ``.tolist()``) cannot be followed. To stay
+safe, the graph credits every node and cost recorded after such an escape to the nodes whose
+values escaped (:attr:`Provenance.escaped`): a reward computed by an environment from
+``action.numpy()`` is credited to the action. Crediting too many nodes keeps the gradient
+unbiased; crediting too few would bias it. Python control flow on a sample and functorch
+transforms (``torch.vmap``) are invisible: declare such dependencies with ``depends_on``.
 """
 from __future__ import annotations
 
@@ -30,10 +31,6 @@ NO_TAGS: Tags = frozenset()
 _ESCAPES = frozenset(
     {"item", "tolist", "numpy", "__array__", "__float__", "__int__", "__index__"}
 )
-# Functions that build a tensor from Python or NumPy data (which may carry escaped values).
-_FROM_DATA: frozenset[Callable[..., Any]] = frozenset(
-    {torch.tensor, torch.as_tensor, torch.from_numpy, torch.asarray}
-)
 
 
 def _is_inplace(name: str) -> bool:
@@ -49,11 +46,17 @@ class Provenance(TorchFunctionMode):
     Tags live in a dict keyed by ``id(tensor)``; a weak reference with a callback drops the
     entry when the tensor is freed (before its id can be reused). Lookups by id keep the
     per-call cost to a few hundred nanoseconds on the path every torch call takes.
+
+    In-place writes also tag the storage written into (keyed by its address), so views of it,
+    earlier or later, carry the tags. A freed address that is reused can only add tags:
+    over-crediting, which is safe.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._tags: Dict[int, Tuple[weakref.ref, Tags]] = {}
+        self._storage_tags: Dict[int, Tags] = {}
+        #: Tags of every tensor whose value left torch (``.item()``, ``.numpy()``, ...).
         self.escaped: Tags = NO_TAGS
 
     def of(self, *values: Any) -> Tags:
@@ -70,7 +73,21 @@ class Provenance(TorchFunctionMode):
                     entry = tags.get(id(inner)) if isinstance(inner, torch.Tensor) else None
                     if entry is not None:
                         found = found | entry[1]
+        if self._storage_tags:
+            found = found | self._of_storage(values)
         return found
+
+    def _of_storage(self, values: Tuple[Any, ...]) -> Tags:
+        found = NO_TAGS
+        for value in values:
+            if isinstance(value, torch.Tensor):
+                found = found | self._storage_tags.get(_storage_key(value), NO_TAGS)
+        return found
+
+    def _tag_storage(self, tensor: torch.Tensor, tags: Tags) -> None:
+        key = _storage_key(tensor)
+        if key:
+            self._storage_tags[key] = self._storage_tags.get(key, NO_TAGS) | tags
 
     def tag(self, tensor: torch.Tensor, tags: Tags) -> None:
         """Add ``tags`` to ``tensor``'s tags."""
@@ -97,8 +114,6 @@ class Provenance(TorchFunctionMode):
         out = func(*args, **kwargs) if kwargs else func(*args)
         found = self.of(*args, *kwargs.values()) if kwargs else self.of(*args)
         if not found:  # the common case: nothing sampled flows in
-            if self.escaped and func in _FROM_DATA and isinstance(out, torch.Tensor):
-                self.tag(out, self.escaped)
             return out
         name = getattr(func, "__name__", "")
         if name in _ESCAPES:
@@ -112,4 +127,13 @@ class Provenance(TorchFunctionMode):
                     self.tag(tensor, found)
         if args and isinstance(args[0], torch.Tensor) and _is_inplace(name):
             self.tag(args[0], found)
+            self._tag_storage(args[0], found)
         return out
+
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    """Address of the tensor's storage (0 for tensors without data, which are never keyed)."""
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # e.g. sparse or meta tensors
+        return 0

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 import torch
 from torch.distributions import Distribution
 
-from ..errors import GraphError
+from ..errors import ShapeError
 from ..nodes import StochasticNode
 
 
@@ -113,7 +113,7 @@ def observed_log_prob(dist: Distribution, ctx: DrawContext) -> Draw:
     expected = dist.batch_shape + dist.event_shape
     tail = value.shape[value.dim() - len(expected):] if len(expected) else torch.Size()
     if value.dim() < len(expected) or tail != expected:
-        raise GraphError(
+        raise ShapeError(
             f"node '{ctx.name}': value= has shape {tuple(value.shape)} but the distribution has "
             f"batch shape {tuple(dist.batch_shape)} and event shape {tuple(dist.event_shape)}; "
             "the value's trailing dimensions must equal batch_shape + event_shape"

@@ -51,7 +51,8 @@ class GumbelSoftmax(Estimator):
         else:
             soft = RelaxedOneHotCategorical(t, logits=dist.logits).rsample()
             hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
-        return Draw(hard + soft - soft.detach() if self.hard else soft)
+        # (soft − soft) is exactly 0, so the forward value stays exactly 0/1.
+        return Draw(hard + (soft - soft.detach()) if self.hard else soft)
 
     def __repr__(self) -> str:
         return f"GumbelSoftmax(temperature={self.temperature}, hard={self.hard})"
@@ -75,4 +76,4 @@ class StraightThrough(Estimator):
             hard = F.one_hot(dist.sample(), probs.shape[-1]).to(probs.dtype)
         else:
             hard = dist.sample()
-        return Draw(hard + probs - probs.detach())
+        return Draw(hard + (probs - probs.detach()))  # exactly 0/1 forward

@@ -27,6 +27,9 @@ class StochasticNode:
             directly (found by tracking, or all earlier nodes, plus ``depends_on``).
         observed: the value was given (``value=``) rather than drawn.
         enum_dim: for enumerated nodes, the (negative) batch dimension that holds the support.
+        shared_credit_dims: dimensions of ``shape`` along which some downstream cost is shared
+            by the samples (a cost of shape [B] over samples [K, B]); set by ``surrogate()``.
+            Leave-one-out baselines are invalid along them.
     """
 
     name: str
@@ -37,6 +40,7 @@ class StochasticNode:
     parents: FrozenSet[str]
     observed: bool = False
     enum_dim: Optional[int] = None
+    shared_credit_dims: FrozenSet[int] = frozenset()
 
     @property
     def shape(self) -> torch.Size:
