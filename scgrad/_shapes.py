@@ -2,10 +2,28 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 
 from .errors import ShapeError
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
+    """The broadcast of ``shapes`` (NumPy rules); raises ``RuntimeError`` if they do not broadcast.
+
+    Pure Python: ``torch.broadcast_shapes`` costs tens of microseconds per call and imports
+    sympy on first use, which matters on the surrogate's hot path.
+    """
+    rank = max((len(shape) for shape in shapes), default=0)
+    result = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, start=rank - len(shape)):
+            if size != 1:
+                if result[i] not in (1, size):
+                    raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+                result[i] = size
+    return torch.Size(result)
 
 
 def align(x: torch.Tensor, shape: torch.Size, what: str) -> torch.Tensor:
@@ -19,7 +37,7 @@ def align(x: torch.Tensor, shape: torch.Size, what: str) -> torch.Tensor:
     if x.shape == shape:
         return x
     try:
-        if torch.broadcast_shapes(x.shape, shape) == shape:
+        if broadcast_shapes(x.shape, shape) == shape:
             return x.expand(shape)
     except RuntimeError:
         pass

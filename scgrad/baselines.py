@@ -18,6 +18,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from ._shapes import broadcast_shapes
 from .errors import GraphError, ShapeError
 from .nodes import StochasticNode
 
@@ -156,11 +157,12 @@ class Constant(Baseline):
     on the node's sample; scgrad cannot check that, so compute it before sampling."""
 
     def __init__(self, value: Union[torch.Tensor, float]) -> None:
-        self.tensor = torch.as_tensor(value)
+        self.tensor = torch.as_tensor(value).detach()
 
     def __call__(self, node: StochasticNode, credit: torch.Tensor) -> BaselineValue:
-        tensor = self.tensor.to(credit.device, credit.dtype).detach()
-        return BaselineValue(_check_broadcast(tensor, credit, node, "baseline tensor"))
+        if self.tensor.device != credit.device or self.tensor.dtype != credit.dtype:
+            self.tensor = self.tensor.to(credit.device, credit.dtype)
+        return BaselineValue(_check_broadcast(self.tensor, credit, node, "baseline tensor"))
 
     def __repr__(self) -> str:
         return f"Constant(shape={tuple(self.tensor.shape)})"
@@ -184,7 +186,7 @@ def resolve(baseline: BaselineLike) -> Optional[Baseline]:
 def _check_broadcast(tensor: torch.Tensor, credit: torch.Tensor, node: StochasticNode, what: str) -> torch.Tensor:
     """``tensor`` expanded to the node's shape, or a ShapeError naming the node and shapes."""
     try:
-        fits = torch.broadcast_shapes(tensor.shape, credit.shape) == credit.shape
+        fits = broadcast_shapes(tensor.shape, credit.shape) == credit.shape
     except RuntimeError:
         fits = False
     if not fits:
@@ -192,4 +194,4 @@ def _check_broadcast(tensor: torch.Tensor, credit: torch.Tensor, node: Stochasti
             f"{what} for node '{node.name}' has shape {tuple(tensor.shape)}, which does not "
             f"broadcast to the node's shape {tuple(credit.shape)}"
         )
-    return tensor.expand(credit.shape)
+    return tensor if tensor.shape == credit.shape else tensor.expand(credit.shape)

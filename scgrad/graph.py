@@ -7,7 +7,7 @@ import networkx as nx
 import torch
 from torch.distributions import Distribution
 
-from ._shapes import align, numel
+from ._shapes import align, broadcast_shapes, numel
 from .errors import GraphError, NonFiniteCostError, ShapeError
 from .estimators import DrawContext, Estimator, Terms, default_estimator
 from .nodes import CostNode, StochasticNode
@@ -180,15 +180,15 @@ class Graph:
         self._built = True
         ancestors = self._ancestors()
         terms = self._node_terms(ancestors)
-        loss = sum(self._reduce(self._weighted(cost.value, ancestors[cost.name], terms, f"cost '{cost.name}'"))
-                   for cost in self._costs.values())
+        parts = [self._reduce(self._weighted(cost.value, ancestors[cost.name], terms, f"cost '{cost.name}'"))
+                 for cost in self._costs.values()]
         for name, node_terms in terms.items():
             if node_terms.control_variate is not None:
-                loss = loss + self._reduce(self._weighted(
-                    node_terms.control_variate, ancestors[name], terms, f"baseline of node '{name}'"))
+                parts.append(self._reduce(self._weighted(
+                    node_terms.control_variate, ancestors[name], terms, f"baseline of node '{name}'")))
             if node_terms.aux_loss is not None:
-                loss = loss + (node_terms.aux_loss - node_terms.aux_loss.detach())
-        return loss
+                parts.append(node_terms.aux_loss - node_terms.aux_loss.detach())
+        return _total(parts)
 
     # ----------------------------------------------------------------- internals
     def _open_node(self, name: str, depends_on: Optional[Iterable[str]]) -> Tags:
@@ -236,7 +236,8 @@ class Graph:
 
     def _check_finite(self) -> None:
         costs = list(self._costs.values())
-        finite = torch.stack([torch.isfinite(c.value.detach()).all() for c in costs]).tolist()
+        checks = [torch.isfinite(c.value.detach()).all() for c in costs]
+        finite = [checks[0].item()] if len(checks) == 1 else torch.stack(checks).tolist()  # one sync
         bad = [c.name for c, ok in zip(costs, finite) if not ok]
         if bad:
             raise NonFiniteCostError(f"cost(s) {bad} contain NaN or inf; no gradient can be estimated")
@@ -275,15 +276,16 @@ class Graph:
         cost was shared by several samples.
         """
         shape = node.shape
-        total = torch.zeros(shape, dtype=costs[0].value.dtype, device=costs[0].value.device)
+        parts = []
         shared = set()
         for cost in costs:
             c = self._expect_enumerated(cost.value.detach(), ancestors[cost.name] - ancestors[node.name] - {node.name})
             shared |= _broadcast_dims(c.shape, shape)
-            what = f"cost '{cost.name}' credited to node '{node.name}'"
-            total = total + align(c, shape, what) * (numel(shape) / max(numel(c.shape), 1))
+            aligned = align(c, shape, f"cost '{cost.name}' credited to node '{node.name}'")
+            scale = numel(shape) / max(numel(c.shape), 1)
+            parts.append(aligned if scale == 1 else aligned * scale)
         node.shared_credit_dims = frozenset(shared)
-        return total
+        return _total(parts)
 
     def _expect_enumerated(self, cost: torch.Tensor, between: FrozenSet[str]) -> torch.Tensor:
         """``cost`` summed over the supports of the enumerated nodes in ``between``, weighted
@@ -293,8 +295,8 @@ class Graph:
         if not enumerated:
             return cost
         weights = [node.log_prob.detach() for node in enumerated]
-        shape = torch.broadcast_shapes(cost.shape, *(w.shape for w in weights))
-        expected = cost * torch.exp(sum(align(w, shape, f"node '{n.name}'") for n, w in zip(enumerated, weights)))
+        shape = broadcast_shapes(cost.shape, *(w.shape for w in weights))
+        expected = cost * torch.exp(_total([align(w, shape, f"node '{n.name}'") for n, w in zip(enumerated, weights)]))
         axes = [len(shape) + n.enum_dim for n in enumerated]  # enum_dim counts from the right
         return expected.sum([a for a in axes if a >= 0], keepdim=True)
 
@@ -306,13 +308,15 @@ class Graph:
         if not weights:
             return x
         enumerated = [lw.shape for name, lw in weights if self._stochastic[name].enum_dim is not None]
+        if not enumerated and len(weights) == 1 and weights[0][1].shape == x.shape:  # the common case
+            return torch.exp(weights[0][1]) * x
         try:
-            shape = torch.broadcast_shapes(x.shape, *enumerated)
+            shape = broadcast_shapes(x.shape, *enumerated)
         except RuntimeError:
             raise ShapeError(f"{what} has shape {tuple(x.shape)}, which does not broadcast with the "
                              f"enumerated nodes upstream of it (shapes {[tuple(s) for s in enumerated]})") from None
-        tau = sum(align(lw, shape, f"node '{name}' (log-prob shape {tuple(lw.shape)}) upstream of {what}")
-                  for name, lw in weights)
+        tau = _total([align(lw, shape, f"node '{name}' (log-prob shape {tuple(lw.shape)}) upstream of {what}")
+                      for name, lw in weights])
         return torch.exp(tau) * x
 
     def _reduce(self, term: torch.Tensor) -> torch.Tensor:
@@ -337,3 +341,11 @@ def _broadcast_dims(small: torch.Size, shape: torch.Size) -> set:
     """Dimensions of ``shape`` (non-negative) along which ``small`` would be broadcast."""
     offset = len(shape) - len(small)
     return {d for d in range(len(shape)) if shape[d] > 1 and (d < offset or small[d - offset] == 1)}
+
+
+def _total(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """Sum of a non-empty list of tensors, without the extra ``0 + ...`` of the builtin ``sum``."""
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = total + tensor
+    return total

@@ -112,19 +112,22 @@ class Provenance(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **kwargs) if kwargs else func(*args)
+        if not self._tags:  # nothing sampled yet (e.g. the policy's forward pass)
+            return out
         found = self.of(*args, *kwargs.values()) if kwargs else self.of(*args)
         if not found:  # the common case: nothing sampled flows in
             return out
         name = getattr(func, "__name__", "")
-        if name in _ESCAPES:
-            self.escaped = self.escaped | found
-            return out
         if isinstance(out, torch.Tensor):
             self.tag(out, found)
         elif isinstance(out, (list, tuple)):
             for tensor in out:
                 if isinstance(tensor, torch.Tensor):
                     self.tag(tensor, found)
+        elif name in _ESCAPES:  # .item(), .numpy(): the value leaves torch
+            self.escaped = self.escaped | found
+        if name == "tolist":  # returns a list of Python numbers: an escape too
+            self.escaped = self.escaped | found
         if args and isinstance(args[0], torch.Tensor) and _is_inplace(name):
             self.tag(args[0], found)
             self._tag_storage(args[0], found)
