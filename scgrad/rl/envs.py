@@ -1,0 +1,115 @@
+"""Gymnasium environments for the RL toolkit: creation with clear errors, supported spaces,
+Box action scaling, and exact save/restore of an environment's state for ``--resume``."""
+from __future__ import annotations
+
+import functools
+import io
+import pickle
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import EzPickle
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from .errors import EnvError
+
+
+def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:
+    """One environment, or an ``EnvError`` in one line for an unknown id or a missing extra."""
+    try:
+        return gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+    except gym.error.Error as error:  # NameNotFound, VersionNotFound, DependencyNotInstalled, ...
+        message = " ".join(str(error).split())
+        raise EnvError(f"cannot make environment '{env_id}': {message}") from None
+
+
+def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+    """``num_envs`` copies of ``env_id`` stepped in this process, spaces checked.
+
+    Autoreset is SAME_STEP: the step that ends an episode returns the next episode's first
+    observation and puts the ending one in ``info["final_obs"]`` — so no step is wasted on a
+    reset, and the final observation is there to bootstrap from at a time-limit truncation.
+    Seed it with ``reset(seed=seed)`` (sub-env i gets seed + i).
+    """
+    if num_envs < 1:
+        raise EnvError(f"num_envs must be >= 1, got {num_envs}")
+    # copy=False: the runner copies each observation batch once itself (see rollout.EnvRunner)
+    env = SyncVectorEnv([functools.partial(make_env, env_id)] * num_envs,
+                        autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    check_spaces(env.single_observation_space, env.single_action_space, env_id)
+    return env
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str = "environment") -> None:
+    """Accept a Box observation space and a Discrete or 1-D Box action space; else ``EnvError``."""
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise EnvError(f"{env_id}: observation space {obs_space} is not supported "
+                       "(the MLP policies need a Box)")
+    if isinstance(act_space, gym.spaces.Discrete):
+        return
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return
+    raise EnvError(f"{env_id}: action space {act_space} is not supported "
+                   "(use Discrete or a 1-D Box)")
+
+
+class ActionAdapter:
+    """Maps the policy's actions to the environment's.
+
+    Discrete actions pass through. For a Box with finite bounds the policy acts in [−1, 1]
+    (where a Gaussian starting at N(0, 1) explores sensibly): its action is clipped to [−1, 1]
+    and rescaled affinely to [low, high]. Dimensions with an infinite bound pass through.
+    The buffer keeps the unclipped sample, so log-probabilities stay those of the policy.
+    """
+
+    def __init__(self, act_space: gym.Space) -> None:
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        if self.discrete:
+            return
+        low, high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
+        self.bounded = np.isfinite(low) & np.isfinite(high)
+        low, high = np.where(self.bounded, low, -1.0), np.where(self.bounded, high, 1.0)
+        self.scale = np.where(self.bounded, (high - low) / 2.0, 1.0)
+        self.offset = np.where(self.bounded, (high + low) / 2.0, 0.0)
+        self.dtype = act_space.dtype
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        """[N] integers or [N, A] floats from the policy -> an action batch for the env."""
+        if self.discrete:
+            return action
+        clipped = np.where(self.bounded, np.clip(action, -1.0, 1.0), action)
+        return (clipped * self.scale + self.offset).astype(self.dtype)
+
+
+# ------------------------------------------------------------------ state for resume
+def _rebuild(cls: type, state: dict) -> object:
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles environments by their full state.
+
+    Gymnasium's MuJoCo and Box2D envs use ``EzPickle``, which pickles only the constructor
+    arguments (unpickling makes a *fresh* env). Resuming must continue the same episode, so
+    those objects are pickled by their ``__dict__`` (MuJoCo's model and data pickle natively).
+    """
+
+    def reducer_override(self, obj):
+        if isinstance(obj, EzPickle) and hasattr(obj, "__dict__"):
+            return _rebuild, (type(obj), obj.__dict__)
+        return NotImplemented
+
+
+def dump_env(env: gym.Env | gym.vector.VectorEnv) -> bytes:
+    """The environment's full state (physics, time-limit counters, RNGs) as bytes."""
+    buffer = io.BytesIO()
+    _StatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(env)
+    return buffer.getvalue()
+
+
+def load_env(data: bytes) -> gym.Env | gym.vector.VectorEnv:
+    """Inverse of :func:`dump_env`. Unpickles: load only files you trust."""
+    return pickle.loads(data)

@@ -1,0 +1,132 @@
+"""MLP actor-critics: a Categorical head for Discrete actions, a diagonal Gaussian for Box ones.
+
+Shapes: observations [B, obs_dim]; Discrete actions [B] (int64); Box actions [B, act_dim].
+Each policy's ``distribution(obs)`` has batch shape [B] (a Box policy's log-prob sums over its
+action dimensions), which is what ``sg.Graph.sample(..., value=actions)`` scores; ``sample`` is
+the fast path for rollouts (no distribution object) and ``mode`` the deterministic action.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Sequence, Tuple, Type
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from .envs import check_spaces
+
+ACTIVATIONS: Dict[str, Type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
+                                           "gelu": nn.GELU, "silu": nn.SiLU}
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def activation_class(name: str) -> Type[nn.Module]:
+    """The ``nn.Module`` class for an activation name; ``ValueError`` listing the known ones."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{name}'; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def mlp(sizes: Sequence[int], activation: Type[nn.Module] = nn.Tanh,
+        output_activation: Type[nn.Module] = nn.Identity, output_gain: float = 1.0) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them.
+
+    Orthogonal initialisation (gain √2 inside, ``output_gain`` on the last layer) and zero biases,
+    as in the PPO implementations studied by Engstrom et al. 2020 and Andrychowicz et al. 2021.
+    """
+    layers: list = []
+    for i in range(len(sizes) - 1):
+        linear = nn.Linear(sizes[i], sizes[i + 1])
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(linear.weight, gain=output_gain if last else math.sqrt(2.0))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, output_activation() if last else activation()]
+    return nn.Sequential(*layers)
+
+
+class CategoricalPolicy(nn.Module):
+    """π(a|s) = Categorical(logits = MLP(s)) over ``n`` actions."""
+
+    def __init__(self, obs_dim: int, n: int, hidden: Sequence[int], activation: Type[nn.Module]) -> None:
+        super().__init__()
+        self.logits = mlp([obs_dim, *hidden, n], activation, output_gain=0.01)
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """Batch shape [B] for obs [B, obs_dim]."""
+        return Categorical(logits=self.logits(obs))
+
+    def sample(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(action [B] int64, log π(action|obs) [B]), drawn with torch's global generator."""
+        log_p = torch.log_softmax(self.logits(obs), dim=-1)
+        # Gumbel-max: argmax(log p − log E), E ~ Exp(1); twice as fast as torch.multinomial
+        action = (log_p - torch.empty_like(log_p).exponential_().log()).argmax(-1, keepdim=True)
+        return action.squeeze(-1), log_p.gather(-1, action).squeeze(-1)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most probable action, [B]."""
+        return self.logits(obs).argmax(-1)
+
+
+class GaussianPolicy(nn.Module):
+    """π(a|s) = N(MLP(s), diag(exp(2·log_std))), log_std a state-independent parameter."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: Type[nn.Module],
+                 log_std: float = -0.5) -> None:
+        super().__init__()
+        self.mean = mlp([obs_dim, *hidden, act_dim], activation, output_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std)))
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """Batch shape [B], event shape [act_dim] for obs [B, obs_dim]."""
+        return Independent(Normal(self.mean(obs), self.log_std.exp()), 1)
+
+    def sample(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(action [B, act_dim], log π(action|obs) [B]), drawn with torch's global generator."""
+        mean = self.mean(obs)
+        noise = torch.randn_like(mean)
+        action = mean + noise * self.log_std.exp()
+        log_p = -(0.5 * noise.square() + self.log_std + _HALF_LOG_2PI).sum(-1)
+        return action, log_p
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mean action, [B, act_dim]."""
+        return self.mean(obs)
+
+
+class ValueFunction(nn.Module):
+    """V(s) = MLP(s), returned with shape [B]."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: Type[nn.Module]) -> None:
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, 1], activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class ActorCritic(nn.Module):
+    """A policy ``pi`` and a separate value function ``v`` (no shared layers).
+
+    Args:
+        obs_space: a Box; observations are flattened.
+        act_space: Discrete (Categorical head) or 1-D Box (diagonal Gaussian head).
+        hidden_sizes: widths of the hidden layers of both networks.
+        activation: a name from ``ACTIVATIONS``.
+        log_std_init: the Gaussian head's initial log standard deviation (Box actions).
+    """
+
+    def __init__(self, obs_space: gym.Space, act_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64),
+                 activation: str = "tanh", log_std_init: float = -0.5) -> None:
+        super().__init__()
+        check_spaces(obs_space, act_space)
+        act = activation_class(activation)
+        obs_dim = int(np.prod(obs_space.shape))
+        if isinstance(act_space, gym.spaces.Discrete):
+            self.pi: nn.Module = CategoricalPolicy(obs_dim, int(act_space.n), hidden_sizes, act)
+        else:
+            self.pi = GaussianPolicy(obs_dim, act_space.shape[0], hidden_sizes, act, log_std_init)
+        self.v = ValueFunction(obs_dim, hidden_sizes, act)
+

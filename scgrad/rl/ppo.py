@@ -1,0 +1,124 @@
+"""Proximal Policy Optimization, clipped (Schulman et al. 2017), on ``scgrad``.
+
+The policy loss is the shared graph (``onpolicy.policy_loss``) with an
+``ImportanceWeighted(behavior_log_prob, clip=ε)`` action node: per sample
+max(r·(−Â), clip(r, 1 − ε, 1 + ε)·(−Â)), r = π(a|s) / π_old(a|s) — the clipped surrogate
+written for costs. Several epochs of minibatch steps reuse each rollout; policy steps stop
+early once the approximate KL to π_old passes 1.5 × target_kl (the value steps go on).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Dict, Optional
+
+import torch
+
+from scgrad.estimators import ImportanceWeighted
+
+from .algorithms import Algorithm
+from .config import require, require_positive
+from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, make_model, policy_loss, step,
+                       train, value_loss)
+
+
+@dataclasses.dataclass
+class PPOConfig(OnPolicyConfig):
+    """PPO settings; defaults are Spinning Up's (its 80 full-batch iterations are
+    update_epochs=80 with no minibatch_size).
+
+    Attributes:
+        clip_ratio: ε, how far the probability ratio may move before the loss stops caring, in (0, 1).
+        pi_lr: learning rate of the policy (Adam).
+        update_epochs: passes over each rollout.
+        minibatch_size: samples per gradient step (none: the whole rollout).
+        target_kl: stop the policy's steps once the approximate KL exceeds 1.5 × this (none: never).
+        ent_coef: weight of the entropy bonus.
+    """
+
+    clip_ratio: float = 0.2
+    pi_lr: float = 3e-4
+    update_epochs: int = 80
+    minibatch_size: Optional[int] = None
+    target_kl: Optional[float] = 0.01
+    ent_coef: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        require(0.0 < self.clip_ratio < 1.0, f"clip_ratio must be in (0, 1), got {self.clip_ratio}")
+        require_positive(self, "pi_lr", "update_epochs")
+        require(self.minibatch_size is None or self.minibatch_size > 0,
+                f"minibatch_size must be > 0 or none, got {self.minibatch_size}")
+        require(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or none, got {self.target_kl}")
+        require(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
+
+
+class PPO:
+    """PPO's optimisers and update (the rest is ``onpolicy.train``)."""
+
+    name = "ppo"
+    Config = PPOConfig
+
+    def __init__(self, config: PPOConfig) -> None:
+        self.config = config
+
+    def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
+        # one optimiser, a parameter group (own learning rate) per network: one step per minibatch
+        return {"ac": adam((model.pi, self.config.pi_lr), (model.v, self.config.vf_lr))}
+
+    def loss_pi(self, model, batch: Batch):
+        estimator = ImportanceWeighted(batch.logp, clip=self.config.clip_ratio, baseline=-batch.v)
+        return policy_loss(model.pi, batch, estimator)
+
+    def update(self, model, optimizers, batch: Batch) -> Dict[str, float]:
+        c = self.config
+        with torch.no_grad():
+            before = self.loss_pi(model, batch)
+            info = {"LossPi": before.value, "LossV": value_loss(model.v, batch).item(),
+                    "Entropy": before.dist.entropy().mean().item()}
+        optimizer, policy_on, steps = optimizers["ac"], True, 0
+        size = c.minibatch_size or len(batch)
+        for _ in range(c.update_epochs):
+            shuffled = batch[torch.randperm(len(batch))]  # one gather per epoch; minibatches are views
+            for start in range(0, len(batch), size):
+                mb = shuffled[start:start + size]
+                loss = value_loss(model.v, mb)
+                if policy_on:
+                    pl = self.loss_pi(model, mb)
+                    # Spinning Up's early stop: the policy may not drift far from π_old; the
+                    # critic keeps learning (its parameters get the only gradients from here on)
+                    policy_on = c.target_kl is None or approx_kl(mb.logp, pl.logp.detach()).item() <= 1.5 * c.target_kl
+                if policy_on:
+                    loss = loss + pl.loss - (c.ent_coef * pl.dist.entropy().mean() if c.ent_coef else 0.0)
+                    steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                step(optimizer, c.max_grad_norm)
+        return {**info, **self.drift(model, batch), "StopIter": steps}
+
+    def drift(self, model, batch: Batch) -> Dict[str, float]:
+        """KL(π_old ‖ π) and the fraction of samples whose ratio left [1 − ε, 1 + ε], after the update."""
+        with torch.no_grad():
+            log_ratio = model.pi.distribution(batch.obs).log_prob(batch.act) - batch.logp
+            clipped = ((log_ratio.exp() - 1.0).abs() > self.config.clip_ratio).float().mean()
+            return {"KL": approx_kl(batch.logp, batch.logp + log_ratio).item(), "ClipFrac": clipped.item()}
+
+
+def ppo(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
+        stop_after: Optional[int] = None, **settings) -> RunResult:
+    """Train PPO-Clip on gymnasium environment ``env``.
+
+    Args:
+        env: environment id (Discrete or 1-D Box actions, Box observations).
+        out_dir, resume, progress, stop_after: as in ``onpolicy.train``.
+        **settings: any field of :class:`PPOConfig` (and the shared ``OnPolicyConfig`` and
+            ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, clip_ratio,
+            pi_lr, vf_lr, update_epochs, minibatch_size, target_kl, ...
+
+    Returns:
+        A ``RunResult`` with the trained model and the progress rows.
+    """
+    return train(PPOConfig(env=env, **settings), PPO, out_dir, resume, progress, stop_after)
+
+
+ALGORITHM = Algorithm("ppo", PPOConfig, functools.partial(train, algorithm=PPO), make_model)

@@ -1,0 +1,118 @@
+"""Stepping a vector environment with a batched policy: observations, episode bookkeeping,
+and the state needed to resume exactly. Shared by on- and off-policy algorithms."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .buffer import RolloutBuffer
+from .envs import ActionAdapter, dump_env, load_env
+from .normalize import RunningNormalizer
+
+
+@dataclass
+class Step:
+    """What one vector step returns (N environments; k of them ended an episode).
+
+    Attributes:
+        reward: [N] float32.
+        terminated, truncated: [N] bool.
+        ended: indices [k] of the environments whose episode ended at this step.
+        final_obs: [k, obs_dim] their last observations (normalised like ``obs``), or ``None``.
+    """
+
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    ended: np.ndarray
+    final_obs: Optional[torch.Tensor]
+
+
+class EnvRunner:
+    """Owns a vector env, its current observation and the episode returns being accumulated.
+
+    Args:
+        env: a vector env with SAME_STEP autoreset (``envs.make_vector_env``).
+        seed: resets sub-env i with ``seed + i`` and seeds the action space.
+        normalizer: optional; updated with every observation batch, applied to all of them.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int,
+                 normalizer: Optional[RunningNormalizer] = None) -> None:
+        self.env, self.normalizer = env, normalizer
+        self.adapt = ActionAdapter(env.single_action_space)
+        self.num_envs = env.num_envs
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        self.obs = self._observe(obs, update=True)
+        self.ep_ret = np.zeros(self.num_envs)
+        self.ep_len = np.zeros(self.num_envs, dtype=np.int64)
+        self.finished: List[Tuple[float, int]] = []
+
+    def _observe(self, raw: Any, update: bool) -> torch.Tensor:
+        # a copy: the vector env (copy=False) overwrites its observation array on the next step
+        obs = torch.from_numpy(np.array(raw, dtype=np.float32).reshape(len(raw), -1))
+        if self.normalizer is None:
+            return obs
+        if update:
+            self.normalizer.update(obs)
+        return self.normalizer(obs)
+
+    def step(self, action: np.ndarray) -> Step:
+        """Step every environment with the policy's ``action`` batch ([N] or [N, A]);
+        ``self.obs`` becomes the next observation ([N, obs_dim], float32)."""
+        obs, reward, terminated, truncated, info = self.env.step(self.adapt(action))
+        reward = np.asarray(reward, dtype=np.float32)
+        self.ep_ret += reward
+        self.ep_len += 1
+        ended = np.flatnonzero(terminated | truncated)
+        final = None
+        self.obs = self._observe(obs, update=True)
+        if ended.size:
+            final = self._observe(np.stack(info["final_obs"][ended]), update=False)
+            self.finished += zip(self.ep_ret[ended].tolist(), self.ep_len[ended].tolist())
+            self.ep_ret[ended] = 0.0
+            self.ep_len[ended] = 0
+        return Step(reward, terminated, truncated, ended, final)
+
+    def pop_episodes(self) -> Tuple[List[float], List[int]]:
+        """Returns and lengths of the episodes finished since the last call."""
+        done, self.finished = self.finished, []
+        return [r for r, _ in done], [n for _, n in done]
+
+    # -------------------------------------------------------------- resume
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to continue exactly: the env (physics, RNGs, time limits), the
+        current observation and the partial episodes."""
+        return {"env": dump_env(self.env), "obs": self.obs.clone(), "ep_ret": self.ep_ret.copy(),
+                "ep_len": self.ep_len.copy(), "finished": list(self.finished)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.env.close()
+        self.env = load_env(state["env"])
+        self.obs = state["obs"].clone()
+        self.ep_ret, self.ep_len = state["ep_ret"].copy(), state["ep_len"].copy()
+        self.finished = list(state["finished"])
+
+
+def collect_rollout(runner: EnvRunner, policy: torch.nn.Module, buffer: RolloutBuffer) -> None:
+    """Fill ``buffer`` with ``buffer.steps`` vector steps of ``policy`` (its ``sample`` method).
+
+    One batched policy call per vector step; everything else is NumPy writes into the
+    preallocated buffer.
+    """
+    with torch.no_grad():
+        for t in range(buffer.steps):
+            obs = runner.obs
+            action, logp = policy.sample(obs)
+            action_np = action.numpy()
+            step = runner.step(action_np)
+            buffer.store(t, obs.numpy(), action_np, logp.numpy(), step.reward, step.terminated,
+                         step.truncated)
+            if step.final_obs is not None:
+                buffer.final_obs[t, torch.from_numpy(step.ended)] = step.final_obs
+        buffer.last_obs.copy_(runner.obs)

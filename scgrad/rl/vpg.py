@@ -1,0 +1,88 @@
+"""Vanilla policy gradient with a learned critic as baseline (Williams 1992; Schulman et al.
+2016's GAE), on ``scgrad``.
+
+The policy loss is the shared graph (``onpolicy.policy_loss``) with a ``ScoreFunction``
+action node scored at the replayed actions and baselined by −V: one gradient step per epoch
+on −mean(log π(a|s)·Â) in gradient, followed by ``train_v_iters`` steps on the critic.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Dict, Optional
+
+import torch
+
+from scgrad.estimators import ScoreFunction
+
+from .algorithms import Algorithm
+from .config import require, require_positive
+from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, fit_value, make_model,
+                       policy_loss, step, train, value_loss)
+
+
+@dataclasses.dataclass
+class VPGConfig(OnPolicyConfig):
+    """VPG settings; defaults are Spinning Up's.
+
+    Attributes:
+        pi_lr: learning rate of the policy (Adam), one step per epoch.
+        train_v_iters: full-batch gradient steps on the value function per epoch.
+        ent_coef: weight of the entropy bonus.
+    """
+
+    pi_lr: float = 3e-4
+    train_v_iters: int = 80
+    ent_coef: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "pi_lr", "train_v_iters")
+        require(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
+
+
+class VPG:
+    """VPG's optimisers and update (the rest is ``onpolicy.train``)."""
+
+    name = "vpg"
+    Config = VPGConfig
+
+    def __init__(self, config: VPGConfig) -> None:
+        self.config = config
+
+    def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
+        return {"pi": adam((model.pi, self.config.pi_lr)), "v": adam((model.v, self.config.vf_lr))}
+
+    def loss_pi(self, model, batch: Batch):
+        return policy_loss(model.pi, batch, ScoreFunction(baseline=-batch.v))
+
+    def update(self, model, optimizers, batch: Batch) -> Dict[str, float]:
+        c = self.config
+        pl = self.loss_pi(model, batch)
+        entropy = pl.dist.entropy().mean()
+        with torch.no_grad():
+            info = {"LossPi": pl.value, "LossV": value_loss(model.v, batch).item(), "Entropy": entropy.item()}
+        optimizers["pi"].zero_grad(set_to_none=True)
+        (pl.loss - c.ent_coef * entropy).backward()
+        step(optimizers["pi"], c.max_grad_norm)
+        fit_value(model.v, optimizers["v"], batch, c.train_v_iters, c.max_grad_norm)
+        with torch.no_grad():
+            info["KL"] = approx_kl(batch.logp, model.pi.distribution(batch.obs).log_prob(batch.act)).item()
+        return info
+
+
+def vpg(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
+        stop_after: Optional[int] = None, **settings) -> RunResult:
+    """Train VPG on gymnasium environment ``env``.
+
+    Args:
+        env: environment id (Discrete or 1-D Box actions, Box observations).
+        out_dir, resume, progress, stop_after: as in ``onpolicy.train``.
+        **settings: any field of :class:`VPGConfig` (and the shared ``OnPolicyConfig`` and
+            ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, pi_lr, vf_lr,
+            train_v_iters, ...
+    """
+    return train(VPGConfig(env=env, **settings), VPG, out_dir, resume, progress, stop_after)
+
+
+ALGORITHM = Algorithm("vpg", VPGConfig, functools.partial(train, algorithm=VPG), make_model)

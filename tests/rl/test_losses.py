@@ -1,0 +1,97 @@
+"""The policy losses built as sg.Graphs equal the textbook formulas, in value and gradient."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+from scgrad.rl.onpolicy import Batch, approx_kl
+from scgrad.rl.ppo import PPO, PPOConfig
+from scgrad.rl.trpo import TRPO, TRPOConfig
+from scgrad.rl.vpg import VPG, VPGConfig
+
+ADV = torch.tensor([1.0, -1.0, 2.0, -2.0, 1.0, -1.0, -1.0, 0.5])
+RATIO = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5, 0.5, 1.5, 1.25])  # inside and outside [0.8, 1.2]
+
+
+class StubPolicy(nn.Module):
+    """π(a) = Categorical(logits) per sample, independent of the observation."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = nn.Parameter(logits)
+
+    def distribution(self, obs):
+        return Categorical(logits=self.logits)
+
+
+def setup():
+    torch.manual_seed(0)
+    policy = StubPolicy(torch.randn(8, 3))
+    act = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    with torch.no_grad():
+        logp = policy.distribution(None).log_prob(act)
+    batch = Batch(obs=torch.zeros(8, 1), act=act, logp=logp - RATIO.log(), adv=ADV, ret=torch.zeros(8),
+                  v=torch.linspace(-1.0, 2.0, 8))  # π_old chosen so that π/π_old = RATIO
+    return SimpleNamespace(pi=policy), batch
+
+
+def grads(loss, model):
+    (g,) = torch.autograd.grad(loss, [model.pi.logits])
+    return g
+
+
+def textbook(model, batch, objective):
+    logp = model.pi.distribution(None).log_prob(batch.act)
+    return objective(logp)
+
+
+def check(ours, model, batch, objective):
+    expected = textbook(model, batch, objective)
+    assert ours.value == pytest.approx(expected.item(), abs=1e-6)
+    torch.testing.assert_close(ours.loss.item(), expected.item() - batch.v.mean().item())  # baseline's part
+    torch.testing.assert_close(grads(ours.loss, model), grads(expected, model))
+
+
+def test_ppo_clipped_loss_is_the_textbook_formula():
+    model, batch = setup()
+    eps = 0.2
+
+    def clipped(logp):
+        ratio = torch.exp(logp - batch.logp)
+        return -torch.min(ratio * batch.adv, ratio.clamp(1 - eps, 1 + eps) * batch.adv).mean()
+
+    check(PPO(PPOConfig(clip_ratio=eps)).loss_pi(model, batch), model, batch, clipped)
+
+
+def test_ppo_clipped_gradient_vanishes_where_clipped():
+    model, batch = setup()
+    g = grads(PPO(PPOConfig(clip_ratio=0.2)).loss_pi(model, batch).loss, model)
+    # ratio above 1 + ε with Â > 0, or below 1 − ε with Â < 0: the clip is active, no gradient
+    for i in (4, 5, 7):
+        assert torch.all(g[i] == 0), i
+    for i in (0, 1, 2, 3, 6):
+        assert torch.any(g[i] != 0), i
+
+
+def test_trpo_surrogate_is_the_importance_weighted_advantage():
+    model, batch = setup()
+    check(TRPO(TRPOConfig()).loss_pi(model, batch), model, batch,
+          lambda logp: -(torch.exp(logp - batch.logp) * batch.adv).mean())
+
+
+def test_vpg_loss_is_the_score_function_with_critic_baseline():
+    model, batch = setup()
+    # Spinning Up's form: −mean(log π(a|s) · Â); its value at the samples is −mean(Â)·(...),
+    # so compare gradients, and the logged value −mean(Â)
+    ours = VPG(VPGConfig()).loss_pi(model, batch)
+    assert ours.value == pytest.approx(-batch.adv.mean().item(), abs=1e-6)
+    expected = textbook(model, batch, lambda logp: -(logp * batch.adv).mean())
+    torch.testing.assert_close(grads(ours.loss, model), grads(expected, model))
+
+
+def test_approx_kl_is_nonnegative_and_zero_at_equality():
+    logp = torch.log(torch.tensor([0.2, 0.5, 0.3]))
+    assert approx_kl(logp, logp).item() == 0.0
+    assert approx_kl(logp, logp + torch.tensor([0.3, -0.2, 0.1])).item() > 0.0

@@ -1,0 +1,46 @@
+"""Smoke test of benchmarks/estimators.py: the --quick run writes its section and keeps the rest."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "estimators.py"
+ESTIMATOR_ROWS = ["ScoreFunction", "ScoreFunction + LeaveOneOut", "ScoreFunction + MovingAverage(0.9)",
+                  "Enumerate", "GumbelSoftmax(t=0.5)", "GumbelSoftmax(t=1.0)", "StraightThrough"]
+
+
+def _storch_installed() -> bool:
+    return importlib.util.find_spec("storch") is not None
+
+
+def _table_rows(text: str, first_cell: str) -> list:
+    """Markdown table rows of ``text`` whose first cell is ``first_cell``."""
+    return [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+def test_quick_run_writes_the_estimators_section(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark results\n\n<!-- other:start -->\n## Other\nkept as is\n<!-- other:end -->\n\n"
+                   "<!-- estimators:start -->\nSTALE\n<!-- estimators:end -->\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+
+    assert "## Other\nkept as is" in text and "STALE" not in text
+    assert text.count("<!-- estimators:start -->") == 1 and text.count("<!-- estimators:end -->") == 1
+    for heading in ["## Estimators", "### Overhead: one REINFORCE training step",
+                    "### Gradient variance at matched cost evaluations", "#### Bernoulli toy",
+                    "#### Categorical latent"]:
+        assert heading in text
+    assert "--quick" in text and "torch " in text  # the command and the machine are recorded
+
+    for batch in ["64", "4096"]:  # overhead rows: | threads | batch | variant | rounds | ...
+        for variant in ["hand-written", "scgrad tracked", "scgrad untracked"]:
+            assert re.search(rf"\| 1 \| {batch} \| {variant} \| \d+ \| \d+ \|", text), (batch, variant)
+    for label in ESTIMATOR_ROWS:  # one scgrad row per problem
+        assert sum("| scgrad |" in row for row in _table_rows(text, label)) == 2, label
+    if _storch_installed():
+        assert sum("| storchastic | 8 |" in row for row in _table_rows(text, "ScoreFunction")) == 2
+        assert "| 1 | 4096 | storchastic |" in text
