@@ -42,6 +42,7 @@ from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
+from _results import update_section  # noqa: E402
 
 import scgrad as sg  # noqa: E402
 from scgrad.baselines import LeaveOneOut, MovingAverage  # noqa: E402
@@ -718,18 +719,6 @@ def render(cfg: Config, command: str, overhead: List[Dict[str, Any]],
     return f"{START_MARK}\n{body.rstrip()}\n{END_MARK}"
 
 
-def update_section(path: Path, section: str) -> None:
-    """Replace the text between the estimators markers in ``path`` (or append it), keeping the rest."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start, end = text.find(START_MARK), text.find(END_MARK)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARK):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 # ============================================================================ command line
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -785,7 +774,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not args.no_peer:
         print(f"  {time.perf_counter() - started:.0f} s; storchastic peer (separate process) ...", flush=True)
         peer = run_storch_subprocess(cfg)
-    update_section(args.out, render(cfg, command_line(), overhead, variance, peer))
+    update_section(args.out, render(cfg, command_line(), overhead, variance, peer), START_MARK, END_MARK)
     print(f"wrote the Estimators section of {args.out} in {time.perf_counter() - started:.0f} s")
 
 if __name__ == "__main__":

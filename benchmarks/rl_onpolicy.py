@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
+from _results import update_section  # noqa: E402
 
 from scgrad.rl import algorithms  # noqa: E402
 from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
@@ -149,17 +150,6 @@ def render(runs: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def update_section(path: Path, section: str) -> None:
-    """Replace the text between this benchmark's markers in ``path`` (or append it)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start, end = text.find(START_MARK), text.find(END_MARK)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARK):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", default="ppo,vpg,trpo", help="comma-separated: ppo, vpg, trpo")
@@ -184,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     continue
                 for seed in map(int, args.seeds.split(",")):
                     run_piece(impl, algo, env, seed, args.steps or steps, args.runs, command)
-    update_section(args.out, render(load_runs(args.runs)))
+    update_section(args.out, render(load_runs(args.runs)), START_MARK, END_MARK)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from torch.distributions import Bernoulli
 import scgrad as sg
 from scgrad.baselines import BaselineValue, Constant, Learned, LeaveOneOut, MovingAverage
 from scgrad.estimators import Enumerate, ScoreFunction
+from _modules import Affine
 
 B = 6
 
@@ -185,18 +186,6 @@ def test_learned_baseline_module_output_without_trailing_one():
 
     _, grad = surrogate_grad(theta, x, cost, Learned(Scalar(), torch.zeros(B)))
     assert close(grad, reinforce(theta, x, cost, torch.full((B,), 0.5)))
-
-
-class Affine(nn.Module):
-    """w·x + b, elementwise (no BLAS call: cheap on a busy 2-core machine)."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-        self.b = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return x * self.w + self.b
 
 
 def test_learned_baseline_converges_to_the_mean_cost():

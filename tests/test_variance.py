@@ -32,26 +32,14 @@ different seed would risk.
 """
 import pytest
 import torch
-from torch import nn
 from torch.distributions import Bernoulli
 
 import scgrad as sg
 from scgrad.baselines import Learned, LeaveOneOut, MovingAverage
 from scgrad.estimators import ScoreFunction
+from _modules import Affine
 
 R, S = 400, 16  # independent rows (estimates), samples per row
-
-
-class Affine(nn.Module):
-    """A tiny learned baseline: w·x + b, elementwise."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-        self.b = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return x * self.w + self.b
 
 
 def row_estimates(baseline):

@@ -1,0 +1,17 @@
+"""Writing one benchmark's section of benchmarks/RESULTS.md, leaving the other sections alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def update_section(path: Path, section: str, start_mark: str, end_mark: str) -> None:
+    """Replace the text between ``start_mark`` and ``end_mark`` in ``path`` with ``section``
+    (which includes the marks), or append it if the marks are absent."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    start, end = text.find(start_mark), text.find(end_mark)
+    if start != -1 and end > start:
+        text = text[:start] + section + text[end + len(end_mark):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
