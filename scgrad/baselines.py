@@ -50,7 +50,9 @@ class MovingAverage(Baseline):
     The baseline used at a call is the average of *earlier* calls (so it does not depend on the
     current samples); the average is then updated with the current batch mean. Bias-corrected
     as in Adam, so early values are not pulled towards zero. Create it once, outside the
-    training loop, and reuse it: its state is the point.
+    training loop, and reuse it: its state is the point. Use one instance per node: shared by
+    two nodes, it would fold one node's current costs into the other's baseline (a bias of
+    order 1/batch).
 
     Args:
         decay: weight of the past, in [0, 1).

@@ -9,9 +9,9 @@ def seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def single_thread():
-    """Run a module's tests with one intra-op thread, then restore the setting.
+    """Run the tests with one intra-op thread, then restore the setting.
 
     Tests on small tensors gain nothing from threads, and when another process shares the
     cores every parallel op waits for a descheduled thread: measured 40x slower on 2 cores.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Mapping
+from typing import Callable, Dict, Mapping
 
 import pytest
 import torch
@@ -149,7 +149,7 @@ def test_derivatives_are_unbiased_on_random_graphs(case: Case, data) -> None:
 A = 0.5  # the target in E[(x − A)²]
 
 
-def normal_model(mu: torch.Tensor, log_sigma: torch.Tensor, estimator) -> "callable":
+def normal_model(mu: torch.Tensor, log_sigma: torch.Tensor, estimator) -> Callable[[sg.Graph], None]:
     """x ~ Normal(μ, exp(log σ)) per copy ([n] parameters), cost (x − A)²."""
     def model(g: sg.Graph) -> None:
         x = g.sample("x", Normal(mu, log_sigma.exp()), estimator=estimator)
@@ -185,7 +185,7 @@ THETA = 1.0  # p = σ(1) ≈ 0.731; at p = 1/2 the midpoint property would make 
 NEGATIVE_SAMPLES = 2000
 
 
-def bit_model(theta: torch.Tensor, estimator, target: float) -> "callable":
+def bit_model(theta: torch.Tensor, estimator, target: float) -> Callable[[sg.Graph], None]:
     """b ~ Bernoulli(σ(θ)) per copy, cost (b − target)²; dE/dθ = p(1 − p)·(1 − 2·target).
 
     The cost is nonlinear in b as a real number, which is what relaxations differentiate.

@@ -94,12 +94,14 @@ class UnbiasednessReport:
         """Failing components first, then by |z| (differences within tolerance last): one line each."""
         size = self.significant_z.abs().tolist()
         order = sorted(range(len(size)), key=lambda j: (not bool(self.failed[j]), -size[j]))
-        header = f"{'component':>20} {'estimate':>12} {'exact':>12} {'std error':>11} {'z':>9} {'threshold':>9}"
+        shown = order[:max_rows]
+        width = max([len("component")] + [len(self.labels[j]) for j in shown])
+        header = f"{'component':>{width}} {'estimate':>12} {'exact':>12} {'std error':>11} {'z':>9} {'threshold':>9}"
         lines = [header]
-        for j in order[:max_rows]:
+        for j in shown:
             within = size[j] == 0 and float(self.z[j]) != 0  # z is round-off, not evidence
             mark = "  FAIL" if self.failed[j] else ("  (equal within float tolerance)" if within else "")
-            lines.append(f"{self.labels[j]:>20} {float(self.estimate[j]):>+12.5g} {float(self.exact[j]):>+12.5g} "
+            lines.append(f"{self.labels[j]:>{width}} {float(self.estimate[j]):>+12.5g} {float(self.exact[j]):>+12.5g} "
                          f"{float(self.standard_error[j]):>11.3g} {float(self.z[j]):>+9.2f} {self.threshold:>9.2f}{mark}")
         if len(order) > max_rows:
             lines.append(f"... {len(order) - max_rows} more components")

@@ -79,12 +79,6 @@ class CostSpec:
     linear: Tuple[Tuple[str, float], ...] = ()
     quadratic: Tuple[Tuple[str, str, float], ...] = ()
 
-    def nodes(self) -> Tuple[str, ...]:
-        """The nodes this cost reads."""
-        names = [t[0] for t in self.tables] + [t[0] for t in self.linear]
-        names += [n for q in self.quadratic for n in q[:2]]
-        return tuple(dict.fromkeys(names))
-
 
 @dataclass(frozen=True)
 class GraphSpec:
@@ -422,7 +416,7 @@ def _subset(items: Sequence, max_size: int) -> st.SearchStrategy[list]:
 
 @st.composite
 def estimator_choices(draw, spec: GraphSpec, under_test: Choice,
-                      others: Mapping[str, Sequence[Choice]] = None) -> Dict[str, Choice]:
+                      others: Optional[Mapping[str, Sequence[Choice]]] = None) -> Dict[str, Choice]:
     """node name → :class:`Choice`: ``under_test`` on every node that supports it, a random
     choice from ``others[kind]`` on the rest (default: ScoreFunction, or Reparam for Normal)."""
     others = others or {"bernoulli": [Choice("score")], "categorical": [Choice("score")],
