@@ -21,6 +21,7 @@ Three measurements:
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import os
@@ -197,7 +198,7 @@ def time_variants(steps: Dict[str, Callable[[nn.Module, torch.Tensor], None]], c
 
 
 # ============================================================================ 2. variance problems
-class Problem:
+class Problem(abc.ABC):
     """A one-node problem E_{z ~ p_θ}[f(z)] with a closed-form expectation.
 
     Subclasses define the distribution, the cost and the closed form; the exact gradient is
@@ -212,24 +213,25 @@ class Problem:
     def __init__(self) -> None:
         self.theta = self.initial_theta().requires_grad_()
 
+    @abc.abstractmethod
     def initial_theta(self) -> torch.Tensor:
-        raise NotImplementedError
+        """θ's starting value."""
 
+    @abc.abstractmethod
     def distribution(self, n: int) -> Distribution:
         """p_θ with batch shape [n] (n independent samples)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def peer_distribution(self) -> Distribution:
         """p_θ without a batch dimension, for Storchastic (which adds its own sample plate)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cost(self, z: Any) -> Any:
         """f(z) per sample; ``z`` may be a hard sample or a relaxed one."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def expected_cost(self) -> torch.Tensor:
         """E[f(z)] in closed form, differentiable in θ."""
-        raise NotImplementedError
 
     def exact_gradient(self) -> np.ndarray:
         """∇_θ E[f(z)], flattened."""
