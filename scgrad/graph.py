@@ -1,7 +1,7 @@
 """The stochastic computation graph: records nodes as the forward pass runs, builds the surrogate."""
 from __future__ import annotations
 
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Union
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 import networkx as nx
 import torch
@@ -180,15 +180,31 @@ class Graph:
         self._built = True
         ancestors = self._ancestors()
         terms = self._node_terms(ancestors)
-        parts = [self._reduce(self._weighted(cost.value, ancestors[cost.name], terms, f"cost '{cost.name}'"))
-                 for cost in self._costs.values()]
+        # Terms with the same upstream log-weights and shape share one exp(τ)·(Σ terms): an
+        # identity at every order, and cheaper (a baseline folds into its costs: exp(ℓ)(c − b)).
+        groups: Dict[tuple, List[Tuple[str, torch.Tensor]]] = {}
+
+        def add(upstream: FrozenSet[str], label: str, value: torch.Tensor) -> None:
+            weighted = frozenset(n for n in upstream if terms[n].log_weight is not None)
+            groups.setdefault((weighted, value.shape), []).append((label, value))
+
+        for cost in self._costs.values():
+            add(ancestors[cost.name], f"cost '{cost.name}'", cost.value)
+        aux = []
         for name, node_terms in terms.items():
+            if node_terms.baseline is not None and node_terms.log_weight is not None:
+                label = f"baseline of node '{name}'"
+                b = node_terms.baseline.expand(node_terms.log_weight.shape)  # per sample, like ℓ
+                add(ancestors[name], label, b)                                # exp(τ_A)·b
+                add(ancestors[name] | {name}, label, -b)                      # −exp(τ_A + ℓ)·b
             if node_terms.control_variate is not None:
-                parts.append(self._reduce(self._weighted(
-                    node_terms.control_variate, ancestors[name], terms, f"baseline of node '{name}'")))
+                add(ancestors[name], f"control variate of node '{name}'", node_terms.control_variate)
             if node_terms.aux_loss is not None:
-                parts.append(node_terms.aux_loss - node_terms.aux_loss.detach())
-        return _total(parts)
+                aux.append(node_terms.aux_loss - node_terms.aux_loss.detach())
+        parts = [self._reduce(self._weighted(_total([v for _, v in members]), upstream, terms,
+                                             " + ".join(label for label, _ in members)))
+                 for (upstream, _), members in groups.items()]
+        return _total(parts + aux)
 
     # ----------------------------------------------------------------- internals
     def _open_node(self, name: str, depends_on: Optional[Iterable[str]]) -> Tags:

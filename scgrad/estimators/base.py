@@ -3,7 +3,7 @@
 A graph's surrogate (Loaded-DiCE form, with the any-order baseline of Mao et al. 2019) is
 
     L = Σ_c  exp(Σ_{w ∈ W_c} ℓ_w) · c
-      + Σ_w  exp(Σ_{a ∈ A_w} ℓ_a) · v_w
+      + Σ_w  exp(Σ_{a ∈ A_w} ℓ_a) · ((1 − exp(ℓ_w)) · b_w + v_w)
       + Σ_w  (r_w − stop_grad(r_w))
 
 where, for each stochastic node w, the estimator supplies
@@ -12,8 +12,10 @@ where, for each stochastic node w, the estimator supplies
   of w (W_c: the nodes upstream of cost c; A_w: the nodes upstream of w). For the score function
   it is ``log_prob − stop_grad(log_prob)`` (DiCE's magic box: value 1, gradient the score);
   for pathwise estimators it is ``None``;
-- ``control_variate`` v_w: an additive term with zero expected gradient (of every order) that
-  reduces variance, e.g. ``(1 − exp(ℓ_w)) · b_w`` for a baseline b_w;
+- ``baseline`` b_w: a baseline that does not depend on w's sample; the term
+  ``(1 − exp(ℓ_w)) · b_w`` has zero expected gradient of every order and cuts variance. The
+  graph folds it into the costs' terms (exp(ℓ)·(c − b) + b), which saves work;
+- ``control_variate`` v_w: any other additive term with zero expected gradient;
 - ``aux_loss`` r_w: a loss that trains something the estimator owns (a learned baseline); it
   enters with value zero, so the surrogate's value stays the mean total cost.
 
@@ -68,6 +70,7 @@ class Terms:
     """An estimator's contribution to the surrogate (see the module docstring). Batch-shaped."""
 
     log_weight: Optional[torch.Tensor] = None
+    baseline: Optional[torch.Tensor] = None
     control_variate: Optional[torch.Tensor] = None
     aux_loss: Optional[torch.Tensor] = None
 

@@ -64,8 +64,8 @@ class ImportanceWeighted(Estimator):
         baseline = b.value if b is not None else torch.zeros_like(credit)
         if self.clip is not None:
             log_ratio = clipped_log_ratio(log_ratio, credit - baseline, self.clip)
-        control = (1.0 - torch.exp(log_ratio)) * baseline if b is not None else None
-        return Terms(log_weight=log_ratio, control_variate=control, aux_loss=b.loss if b else None)
+        return Terms(log_weight=log_ratio, baseline=b.value if b is not None else None,
+                     aux_loss=b.loss if b is not None else None)
 
     def __repr__(self) -> str:
         return f"ImportanceWeighted(clip={self.clip}, baseline={self.baseline!r})"

@@ -17,13 +17,13 @@ def magic_box_log(log_prob: torch.Tensor) -> torch.Tensor:
 def baseline_terms(baseline, node: StochasticNode, credit: torch.Tensor, box_log: torch.Tensor) -> Terms:
     """Terms of a score function with log-weight ``box_log`` and an optional baseline.
 
-    The control variate ``(1 − exp(box_log)) · b`` has value zero and expected gradient zero
-    (of every order) when b does not depend on the node's sample (Loaded DiCE).
+    The graph adds ``(1 − exp(box_log)) · b``: value zero, and expected gradient zero (of every
+    order) when b does not depend on the node's sample (Loaded DiCE).
     """
     if baseline is None:
         return Terms(log_weight=box_log)
     b = baseline(node, credit)
-    return Terms(log_weight=box_log, control_variate=(1.0 - torch.exp(box_log)) * b.value, aux_loss=b.loss)
+    return Terms(log_weight=box_log, baseline=b.value, aux_loss=b.loss)
 
 
 class ScoreFunction(Estimator):
