@@ -33,10 +33,17 @@ _ESCAPES = frozenset(
 )
 
 
+# Python's augmented assignments (``x += y``): they write into ``x``.
+_INPLACE_DUNDERS = frozenset(
+    f"__i{op}__" for op in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow",
+                             "and", "or", "xor", "lshift", "rshift")
+) | {"__setitem__"}
+
+
 def _is_inplace(name: str) -> bool:
     """``add_``, ``__setitem__``, ``__iadd__``: calls that write into their first argument."""
     if name.startswith("__"):
-        return name == "__setitem__" or name.startswith("__i") and name not in ("__index__", "__int__")
+        return name in _INPLACE_DUNDERS
     return name.endswith("_")
 
 
@@ -118,16 +125,15 @@ class Provenance(TorchFunctionMode):
         if not found:  # the common case: nothing sampled flows in
             return out
         name = getattr(func, "__name__", "")
+        if name in _ESCAPES:  # .item(), .numpy(), .tolist(): the value leaves torch
+            self.escaped = self.escaped | found
+            return out
         if isinstance(out, torch.Tensor):
             self.tag(out, found)
         elif isinstance(out, (list, tuple)):
             for tensor in out:
                 if isinstance(tensor, torch.Tensor):
                     self.tag(tensor, found)
-        elif name in _ESCAPES:  # .item(), .numpy(): the value leaves torch
-            self.escaped = self.escaped | found
-        if name == "tolist":  # returns a list of Python numbers: an escape too
-            self.escaped = self.escaped | found
         if args and isinstance(args[0], torch.Tensor) and _is_inplace(name):
             self.tag(args[0], found)
             self._tag_storage(args[0], found)

@@ -287,3 +287,21 @@ def test_vmap_is_invisible_and_depends_on_declares_it():
         g.cost("declared", torch.vmap(lambda v: v * 2.0 + 1.0)(k), depends_on=["k"])
     assert ("k", "hidden") not in g.nx.edges
     assert ("k", "declared") in g.nx.edges
+
+
+def test_augmented_assignment_is_found_and_unary_ops_do_not_write():
+    """`acc += k` writes k's tags into acc; `~k` (``__invert__``, not an in-place dunder) only
+    tags its result, so a cost built from the untouched `base` is credited to nothing."""
+    theta = torch.zeros(B, requires_grad=True)
+    with sg.Graph() as g:
+        k = g.sample("k", Bernoulli(logits=theta))
+        acc = torch.zeros(B)
+        acc += k
+        g.cost("written", acc)
+        base = torch.ones(B, dtype=torch.bool)
+        flipped = ~(base & (k > 0.5))
+        g.cost("flipped", flipped.float())
+        g.cost("untouched", base.float())
+    assert ("k", "written") in g.nx.edges
+    assert ("k", "flipped") in g.nx.edges
+    assert ("k", "untouched") not in g.nx.edges

@@ -61,9 +61,9 @@ class ImportanceWeighted(Estimator):
     def terms(self, node: StochasticNode, credit: torch.Tensor) -> Terms:
         log_ratio = self.log_ratio(node)
         b = self.baseline(node, credit) if self.baseline is not None else None
-        baseline = b.value if b is not None else torch.zeros_like(credit)
         if self.clip is not None:
-            log_ratio = clipped_log_ratio(log_ratio, credit - baseline, self.clip)
+            advantage_cost = credit - b.value if b is not None else credit
+            log_ratio = clipped_log_ratio(log_ratio, advantage_cost, self.clip)
         return Terms(log_weight=log_ratio, baseline=b.value if b is not None else None,
                      aux_loss=b.loss if b is not None else None)
 
