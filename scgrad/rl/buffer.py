@@ -14,7 +14,6 @@ class RolloutBuffer:
     ============  ======================  ==================================================
     obs           [T, N, obs_dim]         s_t as the policy saw it (normalised if enabled)
     act           [T, N] or [T, N, A]     a_t as sampled (a Box action before clipping)
-    logp          [T, N]                  log π_old(a_t | s_t), the behaviour policy
     rew           [T, N]                  r_t
     terminated    [T, N] bool             s'_t is terminal: nothing to bootstrap
     truncated     [T, N] bool             the episode was cut at s'_t: bootstrap V(s'_t)
@@ -23,7 +22,9 @@ class RolloutBuffer:
     ============  ======================  ==================================================
 
     Steps are written through NumPy views of the same memory: a per-step write then costs a
-    memcpy, not a torch dispatch.
+    memcpy, not a torch dispatch. The behaviour policy's log π_old(a_t|s_t) is not stored: the
+    policy is fixed during a rollout, so ``onpolicy.compute_batch`` evaluates it for all T·N
+    steps in one batched call, cheaper than T small ones.
     """
 
     def __init__(self, steps: int, num_envs: int, obs_dim: int, act_shape: Tuple[int, ...],
@@ -32,21 +33,19 @@ class RolloutBuffer:
         self.steps, self.num_envs = T, N
         self.obs = torch.zeros(T, N, obs_dim)
         self.act = torch.zeros(T, N, *act_shape, dtype=act_dtype)
-        self.logp = torch.zeros(T, N)
         self.rew = torch.zeros(T, N)
         self.terminated = torch.zeros(T, N, dtype=torch.bool)
         self.truncated = torch.zeros(T, N, dtype=torch.bool)
         self.final_obs = torch.zeros(T, N, obs_dim)
         self.last_obs = torch.zeros(N, obs_dim)
         self._np = {name: getattr(self, name).numpy() for name in
-                    ("obs", "act", "logp", "rew", "terminated", "truncated", "final_obs")}
+                    ("obs", "act", "rew", "terminated", "truncated", "final_obs")}
 
-    def store(self, t: int, obs, act, logp, rew, terminated, truncated) -> None:
+    def store(self, t: int, obs, act, rew, terminated, truncated) -> None:
         """Write step ``t`` (arrays or CPU tensors of shape [N, ...])."""
         views = self._np
         views["obs"][t] = obs
         views["act"][t] = act
-        views["logp"][t] = logp
         views["rew"][t] = rew
         views["terminated"][t] = terminated
         views["truncated"][t] = truncated

@@ -20,7 +20,7 @@ class RunConfig:
         env: gymnasium environment id, e.g. CartPole-v1.
         seed: seeds torch, numpy, Python's random and the environments.
         steps: total environment interactions, all environments together.
-        num_envs: environments stepped together (a SyncVectorEnv), the policy batched over them.
+        num_envs: environments stepped together (one process), the policy batched over them.
         hidden_sizes: hidden layer widths of the policy and value networks.
         activation: hidden activation: tanh, relu, elu, gelu or silu.
         gamma: discount factor, in [0, 1].

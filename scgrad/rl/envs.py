@@ -10,9 +10,8 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import EzPickle
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
-
 from .errors import EnvError
+from .vector import SerialVectorEnv
 
 
 def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:
@@ -24,21 +23,24 @@ def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:
         raise EnvError(f"cannot make environment '{env_id}': {message}") from None
 
 
-def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int) -> SerialVectorEnv:
     """``num_envs`` copies of ``env_id`` stepped in this process, spaces checked.
 
     Autoreset is SAME_STEP: the step that ends an episode returns the next episode's first
     observation and puts the ending one in ``info["final_obs"]`` — so no step is wasted on a
     reset, and the final observation is there to bootstrap from at a time-limit truncation.
-    Seed it with ``reset(seed=seed)`` (sub-env i gets seed + i).
+    Seed it with ``reset(seed=seed)`` (sub-env i gets seed + i). The observation array it
+    returns is reused by the next step (the runner copies it once, see rollout.EnvRunner).
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be >= 1, got {num_envs}")
-    # copy=False: the runner copies each observation batch once itself (see rollout.EnvRunner)
-    env = SyncVectorEnv([functools.partial(make_env, env_id)] * num_envs,
-                        autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
-    check_spaces(env.single_observation_space, env.single_action_space, env_id)
-    return env
+    first = make_env(env_id)  # checked before the vector env allocates for its spaces
+    try:
+        check_spaces(first.observation_space, first.action_space, env_id)
+    except EnvError:
+        first.close()
+        raise
+    return SerialVectorEnv([lambda: first] + [functools.partial(make_env, env_id)] * (num_envs - 1))
 
 
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str = "environment") -> None:

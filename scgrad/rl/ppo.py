@@ -63,8 +63,8 @@ class PPO:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
-        # one optimiser, a parameter group (own learning rate) per network: one step per minibatch
-        return {"ac": adam((model.pi, self.config.pi_lr), (model.v, self.config.vf_lr))}
+        # one each: after an early stop the policy's optimiser must not step (momentum would move it)
+        return {"pi": adam(model.pi, self.config.pi_lr), "v": adam(model.v, self.config.vf_lr)}
 
     def loss_pi(self, model, batch: Batch):
         estimator = ImportanceWeighted(batch.logp, clip=self.config.clip_ratio, baseline=-batch.v)
@@ -76,7 +76,7 @@ class PPO:
             before = self.loss_pi(model, batch)
             info = {"LossPi": before.value, "LossV": value_loss(model.v, batch).item(),
                     "Entropy": before.dist.entropy().mean().item()}
-        optimizer, policy_on, steps = optimizers["ac"], True, 0
+        policy_on, steps = True, 0
         size = c.minibatch_size or len(batch)
         for _ in range(c.update_epochs):
             shuffled = batch[torch.randperm(len(batch))]  # one gather per epoch; minibatches are views
@@ -91,9 +91,11 @@ class PPO:
                 if policy_on:
                     loss = loss + pl.loss - (c.ent_coef * pl.dist.entropy().mean() if c.ent_coef else 0.0)
                     steps += 1
-                optimizer.zero_grad(set_to_none=True)
+                active = [optimizers["v"], optimizers["pi"]] if policy_on else [optimizers["v"]]
+                for optimizer in active:
+                    optimizer.zero_grad()
                 loss.backward()
-                step(optimizer, c.max_grad_norm)
+                step(active, c.max_grad_norm)  # clipped together, as SB3's single optimiser does
         return {**info, **self.drift(model, batch), "StopIter": steps}
 
     def drift(self, model, batch: Batch) -> Dict[str, float]:

@@ -100,19 +100,17 @@ class EnvRunner:
 
 
 def collect_rollout(runner: EnvRunner, policy: torch.nn.Module, buffer: RolloutBuffer) -> None:
-    """Fill ``buffer`` with ``buffer.steps`` vector steps of ``policy`` (its ``sample`` method).
+    """Fill ``buffer`` with ``buffer.steps`` vector steps of ``policy`` (its ``act`` method).
 
     One batched policy call per vector step; everything else is NumPy writes into the
     preallocated buffer.
     """
-    with torch.no_grad():
+    with torch.inference_mode():
         for t in range(buffer.steps):
             obs = runner.obs
-            action, logp = policy.sample(obs)
-            action_np = action.numpy()
-            step = runner.step(action_np)
-            buffer.store(t, obs.numpy(), action_np, logp.numpy(), step.reward, step.terminated,
-                         step.truncated)
+            action = policy.act(obs).numpy()
+            step = runner.step(action)
+            buffer.store(t, obs.numpy(), action, step.reward, step.terminated, step.truncated)
             if step.final_obs is not None:
                 buffer.final_obs[t, torch.from_numpy(step.ended)] = step.final_obs
         buffer.last_obs.copy_(runner.obs)

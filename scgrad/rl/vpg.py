@@ -51,7 +51,7 @@ class VPG:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
-        return {"pi": adam((model.pi, self.config.pi_lr)), "v": adam((model.v, self.config.vf_lr))}
+        return {"pi": adam(model.pi, self.config.pi_lr), "v": adam(model.v, self.config.vf_lr)}
 
     def loss_pi(self, model, batch: Batch):
         return policy_loss(model.pi, batch, ScoreFunction(baseline=-batch.v))
@@ -62,9 +62,9 @@ class VPG:
         entropy = pl.dist.entropy().mean()
         with torch.no_grad():
             info = {"LossPi": pl.value, "LossV": value_loss(model.v, batch).item(), "Entropy": entropy.item()}
-        optimizers["pi"].zero_grad(set_to_none=True)
+        optimizers["pi"].zero_grad()
         (pl.loss - c.ent_coef * entropy).backward()
-        step(optimizers["pi"], c.max_grad_norm)
+        step([optimizers["pi"]], c.max_grad_norm)
         fit_value(model.v, optimizers["v"], batch, c.train_v_iters, c.max_grad_norm)
         with torch.no_grad():
             info["KL"] = approx_kl(batch.logp, model.pi.distribution(batch.obs).log_prob(batch.act)).item()

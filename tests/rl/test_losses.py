@@ -95,3 +95,27 @@ def test_approx_kl_is_nonnegative_and_zero_at_equality():
     logp = torch.log(torch.tensor([0.2, 0.5, 0.3]))
     assert approx_kl(logp, logp).item() == 0.0
     assert approx_kl(logp, logp + torch.tensor([0.3, -0.2, 0.1])).item() > 0.0
+
+
+class IndexedPolicy(StubPolicy):
+    """Row i of the logits for the observation [i]: survives PPO's shuffling of the batch."""
+
+    def distribution(self, obs):
+        return Categorical(logits=self.logits[obs[:, 0].long()])
+
+
+def test_ppo_policy_stands_still_after_the_kl_early_stop():
+    torch.manual_seed(0)
+    model = SimpleNamespace(pi=IndexedPolicy(torch.randn(8, 3)), v=nn.Linear(1, 1))
+    model.v.forward = lambda obs: nn.Linear.forward(model.v, obs).squeeze(-1)
+    _, batch = setup()
+    batch.obs = torch.arange(8.0)[:, None]
+    with torch.no_grad():
+        batch.logp = model.pi.distribution(batch.obs).log_prob(batch.act)  # π_old = π: KL starts at 0
+    algo = PPO(PPOConfig(env="CartPole-v1", update_epochs=3, minibatch_size=None, target_kl=1e-9, pi_lr=0.1))
+    optimizers = algo.optimizers(model)
+    info = algo.update(model, optimizers, batch)
+    # one policy step (KL 0 passes), then the KL exceeds 1.5e-9 and only the critic steps on
+    assert info["StopIter"] == 1
+    assert optimizers["pi"].state_dict()["state"][0]["step"].item() == 1
+    assert optimizers["v"].state_dict()["state"][0]["step"].item() == 3

@@ -16,7 +16,7 @@ from scgrad.rl.config import field_help, parse_text
 from scgrad.rl.envs import ActionAdapter, dump_env, load_env, make_vector_env
 from scgrad.rl.errors import CheckpointError, ConfigError, EnvError
 from scgrad.rl.logger import RunFolder, episode_stats, read_progress
-from scgrad.rl.networks import ActorCritic, mlp
+from scgrad.rl.networks import ACTIVATIONS, ActorCritic, forward_fast, mlp
 from scgrad.rl.normalize import RunningNormalizer
 from scgrad.rl.onpolicy import compute_batch
 from scgrad.rl.ppo import PPOConfig
@@ -103,6 +103,25 @@ def test_fast_sample_log_prob_equals_distribution(act_space):
         assert model.pi.mode(obs).shape == action.shape
 
 
+@pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))])
+def test_act_draws_the_action_sample_draws(act_space):
+    model = ActorCritic(gym.spaces.Box(-1, 1, (5,)), act_space, (16,))
+    obs = torch.randn(64, 5)
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        fast = model.pi.act(obs)
+        torch.manual_seed(3)
+        action, _ = model.pi.sample(obs)
+    torch.testing.assert_close(fast, action)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_forward_fast_equals_the_module(activation):
+    net = mlp([4, 8, 8, 2], ACTIVATIONS[activation], output_activation=nn.Tanh)
+    x = torch.randn(10, 4)
+    torch.testing.assert_close(forward_fast(net, x), net(x))
+
+
 def test_categorical_sample_follows_the_probabilities():
     torch.manual_seed(0)
     model = ActorCritic(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(3), (4,))
@@ -131,7 +150,7 @@ def test_rollout_handles_truncation_and_episode_stats():
 
     # the critic V(s) = 10·s: at a truncation the bootstrap is V(final obs) = 30, not V(reset obs) = 0
     value = lambda obs: 10.0 * obs[..., 0]  # noqa: E731
-    batch = compute_batch(buffer, value, gamma=0.9, lam=0.8, normalize_advantages=False)
+    batch = compute_batch(buffer, model.pi, value, gamma=0.9, lam=0.8, normalize_advantages=False)
     v = 10.0 * buffer.obs[..., 0]
     v_next = torch.cat([v[1:], 10.0 * buffer.last_obs[None, :, 0]])
     v_next[2], v_next[5] = 30.0, 30.0
@@ -148,7 +167,7 @@ def test_termination_does_not_bootstrap():
     buffer = RolloutBuffer(4, 1, 1, (), torch.int64)
     collect_rollout(runner, model.pi, buffer)
     assert buffer.terminated[:, 0].tolist() == [False, True, False, True]
-    batch = compute_batch(buffer, lambda obs: 10.0 * obs[..., 0], 0.9, 1.0, False)
+    batch = compute_batch(buffer, model.pi, lambda obs: 10.0 * obs[..., 0], 0.9, 1.0, False)
     # last step of an episode: Â = r − V(s) = 1 − 10
     assert batch.adv[1].item() == pytest.approx(1.0 - 10.0)
 
