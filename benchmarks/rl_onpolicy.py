@@ -2,9 +2,14 @@
 
 Run from the repository root, in pieces if you like (each piece can go in the background)::
 
-    python benchmarks/rl_onpolicy.py --algo ppo --env CartPole-v1 --seeds 0,1,2
+    python benchmarks/rl_onpolicy.py --pair --algo ppo --env CartPole-v1 --seeds 0,1,2
     python benchmarks/rl_onpolicy.py --algo ppo --env HalfCheetah-v5 --seeds 0 --impl sb3 &
     python benchmarks/rl_onpolicy.py --report-only      # rewrite the section from saved runs
+
+``--pair`` trains the scgrad and the SB3 run of each (algo, env, seed) at the same time, in two
+processes of one torch thread each, so both see the same machine load; the runs of one pair go
+one after the other. The run that finishes first leaves the machine to the other, which
+favours the slower side: a paired ratio understates the faster side's lead a little.
 
 Each run (implementation, algorithm, environment, seed, steps) trains with matched
 hyperparameters and networks — SB3 PPO's defaults: 1 environment, 2048 steps per update,
@@ -22,8 +27,8 @@ Needs ``pip install stable-baselines3`` for the SB3 runs (it keeps torch as it i
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
 from _results import update_section  # noqa: E402
+from _rl_common import SB3Agent, cell, command_line, footer, load_runs, save_run, single_thread  # noqa: E402
 
 from scgrad.rl import algorithms  # noqa: E402
 from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
@@ -67,16 +73,6 @@ def run_scgrad(algo: str, env: str, seed: int, steps: int) -> Dict[str, Any]:
     return {"seconds": seconds, "steps": steps_done, "returns": evaluate(agent, EVAL_EPISODES, EVAL_SEED)}
 
 
-class _SB3Agent:
-    """Duck-types ``scgrad.rl.evaluate.Agent`` for an SB3 model (deterministic actions)."""
-
-    def __init__(self, model, env: str) -> None:
-        self.model, self.config = model, argparse.Namespace(env=env)
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        return self.model.predict(obs, deterministic=deterministic)[0]
-
-
 def run_sb3(algo: str, env: str, seed: int, steps: int) -> Dict[str, Any]:
     if algo != "ppo":
         raise SystemExit(f"SB3 has no {algo}; run --impl scgrad for it")
@@ -93,42 +89,49 @@ def run_sb3(algo: str, env: str, seed: int, steps: int) -> Dict[str, Any]:
     seconds = time.perf_counter() - start
     # SB3 finishes its last rollout (it rounds the budget up to whole rollouts; scgrad rounds down)
     return {"seconds": seconds, "steps": int(model.num_timesteps),
-            "returns": evaluate(_SB3Agent(model, env), EVAL_EPISODES, EVAL_SEED)}
+            "returns": evaluate(SB3Agent(model, env), EVAL_EPISODES, EVAL_SEED)}
 
 
-def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, runs: Path = RUNS, command: str = "") -> None:
-    torch.set_num_threads(1)
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimiser imports torch._dynamo (~1 s)
+def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, runs: Path = RUNS, command: str = "",
+              paired: bool = False) -> None:
+    single_thread()
     print(f"{impl} {algo} {env} seed {seed}, {steps} steps ...", file=sys.stderr, flush=True)
+    load_start = os.getloadavg()[0]
     result = (run_scgrad if impl == "scgrad" else run_sb3)(algo, env, seed, steps)
-    record = {"impl": impl, "algo": algo, "env": env, "seed": seed, "command": command, **result,
+    record = {"impl": impl, "algo": algo, "env": env, "seed": seed, "command": command, "paired": paired,
+              "load": [round(load_start, 2), round(os.getloadavg()[0], 2)], **result,
               "steps_per_s": result["steps"] / result["seconds"], "machine": _timing.machine()}
-    runs.mkdir(parents=True, exist_ok=True)
-    name = f"{impl}_{algo}_{env.replace('/', '-')}_s{seed}_{steps}.json"
-    (runs / name).write_text(json.dumps(record, indent=1) + "\n")
+    save_run(runs, f"{impl}_{algo}_{env.replace('/', '-')}_s{seed}_{steps}.json", record)
     print(f"  return {np.mean(result['returns']):.1f}, {record['steps_per_s']:.0f} steps/s", file=sys.stderr)
 
 
+def run_pair(algo: str, env: str, seed: int, steps: int, runs: Path, command: str) -> None:
+    """The scgrad and the SB3 run of (algo, env, seed) at the same time, each in its own process."""
+    children = []
+    for impl in ("scgrad", "sb3"):
+        argv = [sys.executable, str(Path(__file__).resolve()), "--algo", algo, "--env", env, "--seeds", str(seed),
+                "--steps", str(steps), "--impl", impl, "--runs", str(runs), "--no-report", "--as-pair",
+                "--command", command]
+        children.append((impl, subprocess.Popen(argv)))
+    failed = [impl for impl, child in children if child.wait() != 0]
+    if failed:
+        raise SystemExit(f"paired run {algo} {env} seed {seed}: {', '.join(failed)} failed")
+
+
 # ============================================================================ report
-def load_runs(runs: Path = RUNS) -> List[Dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))] if runs.exists() else []
-
-
-def _cell(values: Sequence[float], digits: int = 0) -> str:
-    if not values:
-        return "—"
-    return f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}"
-
-
 def render(runs: List[Dict[str, Any]]) -> str:
     lines = [START_MARK, "## On-policy RL (PPO, VPG, TRPO) against Stable-Baselines3", "",
              "Final return: mean over 10 deterministic evaluation episodes per run, then mean ± std over "
              "seeds. Steps/s: environment steps per second of training wall time (one torch thread; "
              "evaluation excluded), mean ± std over seeds. PPO uses SB3 PPO's default hyperparameters "
-             "on both sides; VPG and TRPO use Spinning Up's defaults (no SB3 counterpart). The runs go one "
-             "after the other, not interleaved: on a shared machine the speed ratio is indicative.", "",
-             "| algo | env | steps | seeds | scgrad return | SB3 return | scgrad steps/s | SB3 steps/s | speed ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "on both sides; VPG and TRPO use Spinning Up's defaults (no SB3 counterpart). Timing *paired*: "
+             "the scgrad and SB3 runs of each seed trained at the same time, one process each, so both saw "
+             "the same machine load (the one finishing first leaves the other the machine, which favours the "
+             "slower side); *alone*: one run at a time. Load: the 1-minute load average at the runs' starts "
+             "and ends.", "",
+             "| algo | env | steps | seeds | scgrad return | SB3 return | scgrad steps/s | SB3 steps/s | speed ratio "
+             "| timing | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo, env, _ in PLAN:
         ours = [r for r in runs if r["impl"] == "scgrad" and r["algo"] == algo and r["env"] == env]
         sb3 = [r for r in runs if r["impl"] == "sb3" and r["algo"] == algo and r["env"] == env]
@@ -140,14 +143,20 @@ def render(runs: List[Dict[str, Any]]) -> str:
         steps = sorted({r["steps"] for r in ours + sb3})
         seeds = sorted({r["seed"] for r in ours + sb3})
         lines.append(f"| {algo} | {env} | {', '.join(f'{s:,}' for s in steps)} | {','.join(map(str, seeds))} | "
-                     f"{_cell(ret(ours), 1)} | {_cell(ret(sb3), 1)} | {_cell(rate(ours))} | {_cell(rate(sb3))} "
-                     f"| {ratio} |")
-    machine = (runs[-1]["machine"] if runs else _timing.machine())
-    lines += ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}, "
-              f"Python {machine['python']}; last run {machine['date']}. Runs are saved in "
-              "`benchmarks/rl_onpolicy_runs/`, made by:", "", "```bash",
-              *dict.fromkeys(r.get("command", "?") for r in runs), "```", END_MARK]
+                     f"{cell(ret(ours), 1)} | {cell(ret(sb3), 1)} | {cell(rate(ours))} | {cell(rate(sb3))} "
+                     f"| {ratio} | {_timing_mode(ours + sb3)} | {_load_range(ours + sb3)} |")
+    lines += [*footer(runs, "benchmarks/rl_onpolicy_runs/"), END_MARK]
     return "\n".join(lines)
+
+
+def _timing_mode(rows: List[Dict[str, Any]]) -> str:
+    paired = {bool(r.get("paired")) for r in rows}
+    return "paired" if paired == {True} else "alone" if paired == {False} else "mixed"
+
+
+def _load_range(rows: List[Dict[str, Any]]) -> str:
+    loads = [x for r in rows for x in r.get("load", [])]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -160,21 +169,29 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--report-only", action="store_true", help="only rewrite the section from saved runs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder of saved runs (one JSON file each)")
+    parser.add_argument("--pair", action="store_true",
+                        help="train the scgrad and SB3 runs of each seed at the same time (PPO; others run alone)")
+    parser.add_argument("--no-report", action="store_true", help="save the runs, leave RESULTS.md alone")
+    parser.add_argument("--as-pair", action="store_true", help=argparse.SUPPRESS)  # a --pair child
+    parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # the parent's command line
     args = parser.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
-    command = ("python benchmarks/rl_onpolicy.py " + " ".join(map(shlex.quote, given))).strip()
+    command = args.command or command_line("rl_onpolicy.py", given)
     if not args.report_only:
         algos, impls = args.algo.split(","), args.impl.split(",")
         envs = args.env.split(",") if args.env else None
         for algo, env, steps in PLAN:
             if algo not in algos or (envs is not None and env not in envs):
                 continue
-            for impl in impls:
-                if impl == "sb3" and algo != "ppo":
+            for seed in map(int, args.seeds.split(",")):
+                if args.pair and algo == "ppo":
+                    run_pair(algo, env, seed, args.steps or steps, args.runs, command)
                     continue
-                for seed in map(int, args.seeds.split(",")):
-                    run_piece(impl, algo, env, seed, args.steps or steps, args.runs, command)
-    update_section(args.out, render(load_runs(args.runs)), START_MARK, END_MARK)
+                for impl in impls:
+                    if impl != "sb3" or algo == "ppo":
+                        run_piece(impl, algo, env, seed, args.steps or steps, args.runs, command, args.as_pair)
+    if not args.no_report:
+        update_section(args.out, render(load_runs(args.runs)), START_MARK, END_MARK)
 
 
 if __name__ == "__main__":

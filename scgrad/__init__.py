@@ -3,9 +3,11 @@
 Build a graph while the model runs (``g.sample``, ``g.cost``), then call ``g.surrogate()``:
 one scalar whose gradient, of any order, estimates the gradient of the expected total cost.
 """
-from . import baselines, estimators
+from . import baselines, distributions, estimators
+from .distributions import Delta, TanhNormal
 from .errors import GraphError, NonFiniteCostError, ShapeError
 from .graph import Graph
 
 __version__ = "0.1.0"
-__all__ = ["Graph", "GraphError", "NonFiniteCostError", "ShapeError", "baselines", "estimators"]
+__all__ = ["Delta", "Graph", "GraphError", "NonFiniteCostError", "ShapeError", "TanhNormal", "baselines",
+           "distributions", "estimators"]

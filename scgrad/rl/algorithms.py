@@ -12,7 +12,8 @@ from torch import nn
 from .config import RunConfig
 from .errors import ConfigError
 
-_MODULES = {"vpg": "scgrad.rl.vpg", "trpo": "scgrad.rl.trpo", "ppo": "scgrad.rl.ppo"}
+_MODULES = {"vpg": "scgrad.rl.vpg", "trpo": "scgrad.rl.trpo", "ppo": "scgrad.rl.ppo",
+            "ddpg": "scgrad.rl.ddpg", "td3": "scgrad.rl.td3", "sac": "scgrad.rl.sac"}
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scgrad.rl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train an algorithm", add_help=False)
-    train_parser.add_argument("algo", nargs="?", help=f"one of {', '.join(algorithms.names())}")
+    # ALGO is taken from the first leftover token in ``train`` (not declared here): a declared
+    # optional positional would swallow the value of an unknown flag, as in --resume DIR --steps N
+    train_parser = commands.add_parser("train", help="train an algorithm", add_help=False,
+                                       usage="python -m scgrad.rl train [ALGO] [--resume DIR] [--FLAG VALUE ...]")
     train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     train_parser.add_argument("--out", metavar="DIR", help="run folder (default runs/ALGO_ENV_sSEED)")
     train_parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -64,7 +66,7 @@ def train(args: argparse.Namespace, rest: List[str]) -> int:
     from .logger import read_config
 
     settings: Dict[str, Any] = {}
-    name = args.algo
+    name = rest.pop(0) if rest and not rest[0].startswith("-") else None
     if args.resume:
         saved_name, settings = read_config(args.resume)
         if name is not None and name != saved_name:
@@ -106,7 +108,7 @@ def settings_parser(config_class: type, name: str) -> argparse.ArgumentParser:
         spellings = dict.fromkeys([f"--{field.name}", f"--{field.name.replace('_', '-')}"])
         default = field.default if field.default is not dataclasses.MISSING else None
         parser.add_argument(*spellings, dest=field.name, metavar="VALUE",
-                            help=f"{helps.get(field.name, '')} (default: {_show(default)})")
+                            help=f"{helps.get(field.name, '')} (default: {_show(default)})".replace("%", "%%"))
     return parser
 
 

@@ -1,4 +1,7 @@
-"""Smoke test of benchmarks/rl_onpolicy.py: a tiny run writes its section and keeps the rest."""
+"""Smoke tests of benchmarks/rl_onpolicy.py and rl_offpolicy.py: a tiny run writes its section
+and keeps the rest."""
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,5 +21,35 @@ def test_tiny_run_writes_the_rl_section(tmp_path):
     assert "<!-- other:start -->\nkept" in text and "STALE" not in text
     assert text.count("<!-- rl_onpolicy:start -->") == 1
     rows = [line for line in text.splitlines() if line.startswith("| ppo | CartPole-v1 | 2,048 | 0 |")]
-    assert len(rows) == 1 and rows[0].endswith("| — |")  # no SB3 run: no ratio
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[8:] == ["—", "alone"] + cells[10:] and len(cells) == 11  # no SB3 run: no ratio; run alone
     assert len(list((tmp_path / "runs").glob("scgrad_ppo_CartPole-v1_s0_2048.json"))) == 1
+
+
+OFFPOLICY = SCRIPT.parent / "rl_offpolicy.py"
+
+
+def test_tiny_offpolicy_run_writes_its_section(tmp_path):
+    """SAC on Pendulum-v1, 200 steps (150 random), scgrad and (when installed) SB3, one after
+    the other: both runs saved, the section rewritten with their row, other sections kept."""
+    impls = ["scgrad", "sb3"] if importlib.util.find_spec("stable_baselines3") else ["scgrad"]
+    out, runs = tmp_path / "RESULTS.md", tmp_path / "runs"
+    out.write_text("# Benchmark results\n\n<!-- other:start -->\nkept\n<!-- other:end -->\n\n"
+                   "<!-- rl_offpolicy:start -->\nSTALE\n<!-- rl_offpolicy:end -->\n")
+    done = subprocess.run([sys.executable, str(OFFPOLICY), "--algo", "sac", "--env", "Pendulum-v1", "--impl",
+                           ",".join(impls), "--seeds", "0", "--steps", "200", "--learning-starts", "150",
+                           "--runs", str(runs), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "<!-- other:start -->\nkept" in text and "STALE" not in text
+    assert text.count("<!-- rl_offpolicy:start -->") == 1 and text.count("<!-- rl_offpolicy:end -->") == 1
+    rows = [line for line in text.splitlines() if line.startswith("| sac | Pendulum-v1 | 200 (starts 150) | 0 |")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[4] != "—" and cells[9] == "alone"  # scgrad's return; timed one run at a time
+    assert (cells[8].endswith("×") and cells[5] != "—") if "sb3" in impls else cells[8] == "—"
+    for impl in impls:
+        record = json.loads((runs / f"{impl}_sac_Pendulum-v1_s0_200_ls150.json").read_text())
+        assert record["steps"] == 200 and len(record["returns"]) == 10 and record["paired"] is False
+        assert len(record["load"]["start"]) == 3 and record["steps_per_s"] > 0

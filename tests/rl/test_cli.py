@@ -135,6 +135,14 @@ def test_help_lists_every_setting(cli):
         assert flag in out
 
 
+def test_help_survives_a_percent_sign_in_a_docstring(monkeypatch):
+    from scgrad.rl import cli as cli_module
+    from scgrad.rl.ppo import PPOConfig
+
+    monkeypatch.setattr(cli_module, "field_help", lambda cls: {"clip_ratio": "ε, e.g. 20% of the ratio"})
+    assert "20% of the ratio" in cli_module.settings_parser(PPOConfig, "ppo").format_help()
+
+
 def test_entry_point_runs_without_traceback(tmp_path):
     """The real ``python -m scgrad.rl``: a bad input exits 2 with one line on stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}

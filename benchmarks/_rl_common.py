@@ -1,0 +1,76 @@
+"""Pieces the RL benchmarks (rl_onpolicy.py, rl_offpolicy.py) share: one torch thread, SB3
+models behind scgrad's evaluation, saved runs (one JSON file each) and the report's cells and
+footer."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import torch
+
+import _timing
+
+
+def single_thread() -> None:
+    """One torch thread for training, and torch's lazy imports paid before any clock starts."""
+    torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimiser imports torch._dynamo (~1 s)
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """How a run was started, as a reader would type it from the repository root."""
+    return (f"python benchmarks/{script} " + " ".join(map(shlex.quote, argv))).strip()
+
+
+class SB3Agent:
+    """Duck-types ``scgrad.rl.evaluate.Agent`` for an SB3 model (deterministic actions).
+
+    ``evaluate`` maps a Box action from the policy's [−1, 1] to the environment's bounds, while
+    SB3's ``predict`` already returns environment actions; for a Box whose bounds are not
+    already ±1 they are mapped back to [−1, 1] first (for ±1 bounds that map is the identity and
+    is skipped, so such actions pass through bit for bit).
+    """
+
+    def __init__(self, model, env: str) -> None:
+        self.model, self.config = model, argparse.Namespace(env=env)
+        space = model.action_space
+        low, high = getattr(space, "low", None), getattr(space, "high", None)
+        self.rescale = low is not None and not (np.all(low == -1.0) and np.all(high == 1.0))
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        action = self.model.predict(obs, deterministic=deterministic)[0]
+        return self.model.policy.scale_action(action) if self.rescale else action
+
+
+def save_run(runs: Path, name: str, record: Dict[str, Any]) -> Path:
+    """Write one run's record to ``runs/name`` (JSON), creating the folder."""
+    runs.mkdir(parents=True, exist_ok=True)
+    path = runs / name
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def load_runs(runs: Path) -> List[Dict[str, Any]]:
+    """Every saved run in ``runs``, in file-name order."""
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))] if runs.exists() else []
+
+
+def cell(values: Sequence[float], digits: int = 0) -> str:
+    """``mean ± std`` of ``values`` (population std), or an em dash for none."""
+    if not values:
+        return "—"
+    return f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}"
+
+
+def footer(runs: List[Dict[str, Any]], runs_dir: str) -> List[str]:
+    """The section's closing lines: the machine of the latest run and the commands that made the
+    saved runs (each once, in order), in a bash block."""
+    machine = runs[-1]["machine"] if runs else _timing.machine()
+    return ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}, "
+            f"Python {machine['python']}; last run {machine['date']}. Runs are saved in "
+            f"`{runs_dir}`, made by:", "", "```bash", *dict.fromkeys(r.get("command", "?") for r in runs), "```"]
+
