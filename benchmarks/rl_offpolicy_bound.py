@@ -1,0 +1,131 @@
+"""How fast can an off-policy update be on this machine? The arithmetic bound of the benchmark's
+matched settings.
+
+With batch 256 and 256-256 or 400-300 networks, one SAC/TD3/DDPG gradient step is hundreds of
+millions of floating-point operations, nearly all of them in matrix products. This script
+counts them (``torch.utils.flop_counter.FlopCounterMode`` over one of scgrad's updates with
+the settings of ``rl_offpolicy.py``), measures the machine's single-thread matrix-product rate
+(256×256 by 256×256, the networks' largest shape) and divides: the steps per second that no
+implementation doing one such update per environment step can beat on this CPU, even with
+free environments and no Python. It also times scgrad's update itself against that bound.
+
+    python benchmarks/rl_offpolicy_bound.py            # writes the rl_offpolicy_bound section
+
+Run it on a quiet machine: the rate and the timings are CPU-bound and suffer from a busy
+neighbour (two hardware threads of one core share its arithmetic units).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _timing  # noqa: E402
+import rl_offpolicy  # noqa: E402
+from _results import update_section  # noqa: E402
+from _rl_common import command_line, single_thread  # noqa: E402
+
+from scgrad.rl import algorithms  # noqa: E402
+from scgrad.rl.envs import make_vector_env  # noqa: E402
+from scgrad.rl.offpolicy_networks import box_dims  # noqa: E402
+from scgrad.rl.replay import ReplayBuffer  # noqa: E402
+
+START_MARK, END_MARK = "<!-- rl_offpolicy_bound:start -->", "<!-- rl_offpolicy_bound:end -->"
+PLAN = [("sac", "HalfCheetah-v5"), ("td3", "HalfCheetah-v5"), ("ddpg", "HalfCheetah-v5")]
+
+
+def matmul_rate(size: int = 256, repeats: int = 2000) -> float:
+    """Single-thread float32 GFLOP/s of a size×size by size×size product (best of 5 rounds)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(50):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats // 5):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / (repeats // 5))
+    return 2 * size ** 3 / best / 1e9
+
+
+def filled_buffer(obs_dim: int, act_dim: int, n: int = 5000) -> ReplayBuffer:
+    """A buffer of ``n`` random transitions (the update's cost does not depend on their values)."""
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(n, obs_dim, act_dim)
+    f32 = np.float32
+    buffer.add(rng.standard_normal((n, obs_dim), f32), rng.uniform(-1, 1, (n, act_dim)).astype(f32),
+               rng.standard_normal(n, f32), rng.standard_normal((n, obs_dim), f32), np.zeros(n, f32))
+    return buffer
+
+
+def measure(algo: str, env_id: str, updates: int = 200) -> Dict[str, float]:
+    """FLOPs per update (averaged over TD3's critic-only and critic-and-actor steps) and the
+    mean wall time of scgrad's update with the benchmark's matched settings."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    algorithm = algorithms.get(algo)
+    config = algorithm.config(env=env_id, **rl_offpolicy.scgrad_settings(algo, env_id, 0, 100_000, 10_000))
+    env = make_vector_env(env_id, 1)
+    model = algorithm.make_model(config, env.single_observation_space, env.single_action_space)
+    obs_dim, act_dim = box_dims(env.single_observation_space, env.single_action_space)
+    env.close()
+    update_class = {"sac": "SAC", "td3": "TD3", "ddpg": "DDPG"}[algo]
+    update = getattr(__import__(f"scgrad.rl.{algo}", fromlist=[update_class]), update_class)(config, model)
+    buffer = filled_buffer(obs_dim, act_dim)
+    for _ in range(20):  # warm-up; also past the first delayed actor step
+        update.update(buffer.sample(config.batch_size))
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(2):
+            update.update(buffer.sample(config.batch_size))
+    start = time.perf_counter()
+    for _ in range(updates):
+        update.update(buffer.sample(config.batch_size))
+    seconds = (time.perf_counter() - start) / updates
+    return {"flops": counter.get_total_flops() / 2, "seconds": seconds}
+
+
+def render(rate: float, rows: List[Dict[str, object]], command: str) -> str:
+    lines = [START_MARK, "## Off-policy RL: the arithmetic bound of one update per step", "",
+             f"One torch thread multiplies 256×256 matrices at **{rate:.0f} GFLOP/s** here (best of 5 rounds). "
+             "FLOPs: `FlopCounterMode` over scgrad's update with `rl_offpolicy.py`'s matched settings "
+             "(batch 256; SAC 256-256, TD3/DDPG 400-300 networks; TD3 averaged over a critic-only and a "
+             "critic-and-actor step). Bound: the steps per second of one update per environment step if "
+             "the update ran at that rate and nothing else took time — no implementation of these "
+             "settings can beat it on this machine.", "",
+             "| algo | env | MFLOP per update | bound (steps/s) | scgrad update, ms | scgrad update at % of the rate |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        bound = rate * 1e9 / row["flops"]
+        efficiency = row["flops"] / row["seconds"] / (rate * 1e9) * 100
+        lines.append(f"| {row['algo']} | {row['env']} | {row['flops'] / 1e6:,.0f} | {bound:,.0f} | "
+                     f"{row['seconds'] * 1e3:.2f} | {efficiency:.0f}% |")
+    machine = _timing.machine()
+    lines += ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}; "
+              f"run {machine['date']}, 1-minute load average {os.getloadavg()[0]:.2f} at the end. Made by:", "",
+              "```bash", command, "```", END_MARK]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
+    parser.add_argument("--updates", type=int, default=200, help="updates timed per algorithm")
+    args = parser.parse_args(argv)
+    single_thread()
+    rate = matmul_rate()
+    rows = [{"algo": algo, "env": env, **measure(algo, env, args.updates)} for algo, env in PLAN]
+    rate = max(rate, matmul_rate())  # measured again after: the better of the two
+    section = render(rate, rows, command_line("rl_offpolicy_bound.py", argv if argv is not None else sys.argv[1:]))
+    update_section(args.out, section, START_MARK, END_MARK)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
