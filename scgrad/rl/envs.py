@@ -72,16 +72,19 @@ class ActionAdapter:
         low, high = act_space.low.astype(np.float64), act_space.high.astype(np.float64)
         self.bounded = np.isfinite(low) & np.isfinite(high)
         low, high = np.where(self.bounded, low, -1.0), np.where(self.bounded, high, 1.0)
-        self.scale = np.where(self.bounded, (high - low) / 2.0, 1.0)
-        self.offset = np.where(self.bounded, (high + low) / 2.0, 0.0)
         self.dtype = act_space.dtype
+        # in the env's dtype, so the affine map below yields it without a cast
+        self.scale = np.where(self.bounded, (high - low) / 2.0, 1.0).astype(self.dtype)
+        self.offset = np.where(self.bounded, (high + low) / 2.0, 0.0).astype(self.dtype)
+        self.all_bounded = bool(self.bounded.all())
 
     def __call__(self, action: np.ndarray) -> np.ndarray:
         """[N] integers or [N, A] floats from the policy -> an action batch for the env."""
         if self.discrete:
             return action
-        clipped = np.where(self.bounded, np.clip(action, -1.0, 1.0), action)
-        return (clipped * self.scale + self.offset).astype(self.dtype)
+        clipped = np.clip(action, -1.0, 1.0) if self.all_bounded else \
+            np.where(self.bounded, np.clip(action, -1.0, 1.0), action)
+        return (clipped * self.scale + self.offset).astype(self.dtype, copy=False)
 
 
 # ------------------------------------------------------------------ state for resume

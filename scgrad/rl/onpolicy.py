@@ -29,7 +29,7 @@ from .envs import make_vector_env
 from .loop import Training, run
 from .networks import ActorCritic
 from .normalize import RunningNormalizer
-from .optim import FlatAdam
+from .optim import FlatAdam, clip_grad_norm_
 from .returns import gae
 from .rollout import EnvRunner, collect_rollout
 
@@ -189,7 +189,7 @@ def step(optimizers: Sequence[torch.optim.Optimizer], max_grad_norm: Optional[fl
     does) and step each."""
     if max_grad_norm is not None:
         params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
-        nn.utils.clip_grad_norm_(params, max_grad_norm)
+        clip_grad_norm_(params, max_grad_norm)
     for optimizer in optimizers:
         optimizer.step()
 

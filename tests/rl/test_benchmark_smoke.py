@@ -53,3 +53,26 @@ def test_tiny_offpolicy_run_writes_its_section(tmp_path):
         record = json.loads((runs / f"{impl}_sac_Pendulum-v1_s0_200_ls150.json").read_text())
         assert record["steps"] == 200 and len(record["returns"]) == 10 and record["paired"] is False
         assert len(record["load"]["start"]) == 3 and record["steps_per_s"] > 0
+
+
+BOUND = SCRIPT.parent / "rl_offpolicy_bound.py"
+
+
+def test_offpolicy_bound_writes_its_section(tmp_path):
+    """Two timed updates per algorithm: the FLOP counts are those of the matched settings (SAC's
+    update on HalfCheetah is hundreds of MFLOP) and the bound follows from the measured rate."""
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, str(BOUND), "--updates", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    rate = float(text.split("at **")[1].split(" GFLOP/s")[0])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("| sac |") or line.startswith("| td3 |")
+            or line.startswith("| ddpg |")}
+    assert sorted(rows) == ["ddpg", "sac", "td3"]
+    for cells in rows.values():
+        mflop, bound = float(cells[2].replace(",", "")), float(cells[3].replace(",", ""))
+        assert 100 < mflop < 5000
+        # steps/s = (GFLOP/s) / (GFLOP per update), up to the rounding of the three printed numbers
+        assert abs(bound - rate * 1e3 / mflop) <= 0.5 + bound * (0.5 / rate + 0.5 / mflop)

@@ -76,3 +76,21 @@ def test_groups_keep_their_own_learning_rates_and_state_round_trips():
 def test_needs_a_group():
     with pytest.raises(ValueError, match="at least one"):
         FlatAdam([])
+
+
+@pytest.mark.parametrize("max_norm", [0.1, 100.0])  # clipping, and a norm already below the cap
+def test_clip_grad_norm_equals_torch(max_norm):
+    from scgrad.rl.optim import clip_grad_norm_
+
+    torch.manual_seed(2)
+    ours = [nn.Parameter(torch.zeros(5)), nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2))]
+    theirs = [nn.Parameter(torch.zeros_like(p)) for p in ours]
+    for a, b in zip(ours[:2], theirs[:2]):  # the last parameter has no gradient
+        a.grad = torch.randn_like(a)
+        b.grad = a.grad.clone()
+    total = clip_grad_norm_(ours, max_norm)
+    expected = nn.utils.clip_grad_norm_(theirs, max_norm)
+    torch.testing.assert_close(total, expected)
+    for a, b in zip(ours[:2], theirs[:2]):
+        torch.testing.assert_close(a.grad, b.grad)
+    assert (total > max_norm) == (max_norm == 0.1)  # the first case does clip
