@@ -67,9 +67,9 @@ def cell(values: Sequence[float], digits: int = 0) -> str:
 
 
 def footer(runs: List[Dict[str, Any]], runs_dir: str) -> List[str]:
-    """The section's closing lines: the machine of the latest run and the commands that made the
+    """The section's closing lines: the machine of the most recent run and the commands that made the
     saved runs (each once, in order), in a bash block."""
-    machine = runs[-1]["machine"] if runs else _timing.machine()
+    machine = max((r["machine"] for r in runs), key=lambda m: m["date"]) if runs else _timing.machine()
     return ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}, "
             f"Python {machine['python']}; last run {machine['date']}. Runs are saved in "
             f"`{runs_dir}`, made by:", "", "```bash", *dict.fromkeys(r.get("command", "?") for r in runs), "```"]

@@ -38,10 +38,14 @@ class Graph:
             to the batch rank of the first enumerated node.
         override_estimator: ``f(name, dist, requested) -> Estimator`` replacing every node's
             estimator; ``scgrad.testing`` uses it to enumerate a model exactly.
+        check_finite: ``surrogate()`` raises ``NonFiniteCostError`` for a NaN or infinite cost.
+            The check reads one flag back from the device per graph; a training loop that
+            guards against divergence itself (as ``scgrad.rl``'s does) can turn it off to keep
+            its inner loop free of host synchronisations.
     """
 
     def __init__(self, batch_ndim: Optional[int] = None,
-                 override_estimator: Optional[EstimatorOverride] = None) -> None:
+                 override_estimator: Optional[EstimatorOverride] = None, check_finite: bool = True) -> None:
         if batch_ndim is not None and batch_ndim < 0:
             raise ValueError(f"Graph: batch_ndim must be >= 0, got {batch_ndim}")
         self._stochastic: Dict[str, StochasticNode] = {}
@@ -52,6 +56,7 @@ class Graph:
         self._built = False
         self._batch_ndim = batch_ndim
         self._enum_dims = 0
+        self._check_costs = check_finite
 
     # ----------------------------------------------------------------- recording
     def __enter__(self) -> "Graph":
@@ -176,7 +181,8 @@ class Graph:
                              "record a new Graph for each forward pass")
         if not self._costs:
             raise GraphError("surrogate() needs at least one cost; record one with g.cost(name, value)")
-        self._check_finite()
+        if self._check_costs:
+            self._check_finite()
         self._built = True
         ancestors = self._ancestors()
         terms = self._node_terms(ancestors)

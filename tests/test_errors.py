@@ -92,6 +92,15 @@ def test_non_finite_cost_names_the_cost(bad):
     assert isinstance(info.value, FloatingPointError)
 
 
+def test_finiteness_check_can_be_turned_off_for_loops_that_guard_themselves():
+    g = sg.Graph(check_finite=False)
+    k = g.sample("k", Bernoulli(logits=torch.zeros(B)))
+    cost = k * 1.0
+    cost[2] = float("nan")
+    g.cost("broken", cost)
+    assert torch.isnan(g.surrogate())  # no error: the NaN reaches the loss, for the caller to see
+
+
 def test_surrogate_without_cost():
     with sg.Graph() as g:
         g.sample("k", Bernoulli(logits=torch.zeros(B)))

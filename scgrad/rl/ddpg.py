@@ -51,7 +51,7 @@ def deterministic_policy_loss(pi: nn.Module, q: EnsembleQ, obs: torch.Tensor) ->
     is not entered (no ``with``): with one node and one cost the untracked rule, crediting the
     cost to every earlier node, is exact and skips data-flow tracking in the inner loop.
     """
-    graph = sg.Graph()
+    graph = sg.Graph(check_finite=False)  # the RL loop has its own NaN guard
     action = graph.sample("action", Delta(pi(obs), event_dim=1, validate_args=False), estimator=Reparam())
     graph.cost("neg_q", -q(obs, action, members=None if q.n == 1 else slice(0, 1))[0])
     return graph.surrogate()

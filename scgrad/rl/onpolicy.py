@@ -163,7 +163,7 @@ def policy_loss(policy: nn.Module, batch: Batch, estimator: Estimator) -> Policy
     to every earlier node) is exact, and it skips data-flow tracking in the inner loop.
     """
     dist = policy.distribution(batch.obs)
-    graph = sg.Graph()
+    graph = sg.Graph(check_finite=False)  # the RL loop has its own NaN guard
     graph.sample("action", dist, value=batch.act, estimator=estimator)
     graph.cost("neg_return", -(batch.adv + batch.v))
     loss = graph.surrogate()

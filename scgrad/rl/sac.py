@@ -61,7 +61,7 @@ def soft_policy_loss(model: SoftActorCritic, obs: torch.Tensor,
     a detached 0-dim tensor. The graph is not entered: with a single node the untracked rule
     is exact (see ``ddpg.deterministic_policy_loss``).
     """
-    graph = sg.Graph()
+    graph = sg.Graph(check_finite=False)  # the RL loop has its own NaN guard
     dist = model.pi.distribution(obs)
     action = graph.sample("action", dist, estimator=Reparam())
     log_p = dist.log_prob(action)  # the cached pre-tanh sample: no atanh
