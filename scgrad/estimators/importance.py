@@ -1,6 +1,7 @@
 """Off-policy score function: importance weighting, optionally clipped (PPO)."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -82,7 +83,10 @@ def clipped_log_ratio(log_ratio: torch.Tensor, advantage_cost: torch.Tensor, cli
         log r, shape [*B]: equal to log ρ where the unclipped term is the larger, else the
         log of the clipped ratio (whose gradient is zero outside [1 − ε, 1 + ε]).
     """
-    ratio = torch.exp(log_ratio)
-    clipped = ratio.clamp(1.0 - clip, 1.0 + clip)
-    use_ratio = ratio * advantage_cost >= clipped * advantage_cost
-    return torch.where(use_ratio, log_ratio, torch.log(clipped))
+    # In log space: log clip(ρ, 1 − ε, 1 + ε) = clip(log ρ, log(1 − ε), log(1 + ε)), and since exp
+    # is increasing, ρ·A ≥ clip(ρ)·A exactly when (log ρ − log clip(ρ))·A ≥ 0. That saves the
+    # exp and log a ratio-space version needs, and their backward passes, on every minibatch.
+    clipped = log_ratio.clamp(math.log(1.0 - clip), math.log(1.0 + clip))
+    with torch.no_grad():
+        use_ratio = (log_ratio - clipped) * advantage_cost >= 0
+    return torch.where(use_ratio, log_ratio, clipped)
