@@ -1,8 +1,6 @@
 """DDPG, TD3 and SAC keep part 1's contract: the command line (train, eval, plot, --resume),
 run folders, and resume equal to an uninterrupted run. Tiny networks and step counts."""
 import re
-import signal
-import time
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from scgrad.rl.sac import sac
 from scgrad.rl.td3 import td3
 
 from .test_cli import assert_one_line_error, cli  # noqa: F401  (cli is a fixture)
-from .test_resume import progress_without_time, run_cli
+from .test_resume import assert_killed_run_resumes_to_the_same_progress, progress_without_time
 
 ALGOS = {"ddpg": ddpg, "td3": td3, "sac": sac}
 TINY = ["--env", "Pendulum-v1", "--steps", "400", "--steps_per_epoch", "200", "--hidden_sizes", "32,32",
@@ -84,20 +82,7 @@ def test_resume_without_the_buffer_refills_it(tmp_path, cpu_threads):
 
 def test_killed_cli_run_resumes_to_the_same_progress(tmp_path):
     flags = ["train", "sac", *TINY, "--steps", "2400", "--no-progress"]
-    whole = run_cli(*flags, "--out", tmp_path / "whole")
-    assert whole.wait(timeout=300) == 0, whole.stderr.read()
-    killed = run_cli(*flags, "--out", tmp_path / "killed")
-    progress = tmp_path / "killed" / "progress.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 4):
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    rows_at_kill = len(progress.read_text().splitlines()) - 1
-    assert 3 <= rows_at_kill < 12, "the run should have been killed midway"
-    resumed = run_cli("train", "--resume", tmp_path / "killed", "--no-progress")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert progress_without_time(tmp_path / "killed") == progress_without_time(tmp_path / "whole")
+    assert_killed_run_resumes_to_the_same_progress(tmp_path, flags, max_rows_at_kill=12)
 
 
 @pytest.mark.parametrize("args, pattern", [
