@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -73,4 +76,31 @@ def footer(runs: List[Dict[str, Any]], runs_dir: str) -> List[str]:
     return ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}, "
             f"Python {machine['python']}; last run {machine['date']}. Runs are saved in "
             f"`{runs_dir}`, made by:", "", "```bash", *dict.fromkeys(r.get("command", "?") for r in runs), "```"]
+
+
+def run_pair(script: Path, argv: Sequence[str], what: str, impls: Sequence[str] = ("scgrad", "sb3")) -> None:
+    """Run ``script argv --impl IMPL`` for each of ``impls`` at the same time, each in its own
+    process (so both train under the same machine load); ``SystemExit`` naming ``what`` if one fails."""
+    children = [(impl, subprocess.Popen([sys.executable, str(script), *argv, "--impl", impl])) for impl in impls]
+    failed = [impl for impl, child in children if child.wait() != 0]
+    if failed:
+        raise SystemExit(f"paired run {what}: {', '.join(failed)} failed")
+
+
+def load_now() -> Tuple[float, float, float]:
+    """The 1-, 5- and 15-minute load averages, rounded for the record."""
+    return tuple(round(x, 2) for x in os.getloadavg())
+
+
+def timing_mode(rows: List[Dict[str, Any]]) -> str:
+    """"paired", "alone" or "mixed": how the runs of a table row were timed."""
+    paired = {bool(r.get("paired")) for r in rows}
+    return "paired" if paired == {True} else "alone" if paired == {False} else "mixed"
+
+
+def load_range(rows: List[Dict[str, Any]]) -> str:
+    """min–max of the 1-minute load averages at the runs' starts and ends (``record["load"]``
+    is ``{"start": [...], "end": [...]}``), or an em dash for runs that did not record it."""
+    loads = [x for r in rows if "load" in r for x in (r["load"]["start"][0], r["load"]["end"][0])]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"
 

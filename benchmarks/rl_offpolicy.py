@@ -85,8 +85,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,7 +96,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
 from _results import update_section  # noqa: E402
-from _rl_common import SB3Agent, cell, command_line, footer, load_runs, save_run, single_thread  # noqa: E402
+import _rl_common  # noqa: E402
+from _rl_common import (SB3Agent, cell, command_line, footer, load_now, load_range, load_runs, save_run,  # noqa: E402
+                        single_thread, timing_mode)
 
 from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
 
@@ -272,13 +272,13 @@ def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, learning_st
     """Train and evaluate one run in this process and save its record."""
     single_thread()
     print(f"{impl} {algo} {env} seed {seed}, {steps} steps ...", file=sys.stderr, flush=True)
-    load_start, wall_start = os.getloadavg(), time.time()
+    load_start, wall_start = load_now(), time.time()
     result = (run_scgrad if impl == "scgrad" else run_sb3)(algo, env, seed, steps, learning_starts)
-    load_end, wall_end = os.getloadavg(), time.time()
+    load_end, wall_end = load_now(), time.time()
     record = {"impl": impl, "algo": algo, "env": env, "seed": seed, "budget": steps,
               "learning_starts": learning_starts, "command": command, "paired": paired, **result,
               "steps_per_s": result["steps"] / result["seconds"],
-              "load": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in load_end]},
+              "load": {"start": load_start, "end": load_end},
               "wall_clock": [round(wall_start, 1), round(wall_end, 1)],  # Unix times: a pair's overlap
               "machine": _timing.machine()}
     save_run(runs, run_name(impl, algo, env, seed, steps, learning_starts), record)
@@ -290,15 +290,9 @@ def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, learning_st
 
 def run_pair(algo: str, env: str, seed: int, steps: int, learning_starts: int, runs: Path, command: str) -> None:
     """The scgrad and the SB3 run of (algo, env, seed) at the same time, each in its own process."""
-    children = []
-    for impl in IMPLS:
-        argv = [sys.executable, str(Path(__file__).resolve()), "--algo", algo, "--env", env, "--seeds", str(seed),
-                "--steps", str(steps), "--learning-starts", str(learning_starts), "--impl", impl,
-                "--runs", str(runs), "--no-report", "--as-pair", "--command", command]
-        children.append((impl, subprocess.Popen(argv)))
-    failed = [impl for impl, child in children if child.wait() != 0]
-    if failed:
-        raise SystemExit(f"paired run {algo} {env} seed {seed}: {', '.join(failed)} failed")
+    argv = ["--algo", algo, "--env", env, "--seeds", str(seed), "--steps", str(steps), "--learning-starts",
+            str(learning_starts), "--runs", str(runs), "--no-report", "--as-pair", "--command", command]
+    _rl_common.run_pair(Path(__file__).resolve(), argv, f"{algo} {env} seed {seed}", IMPLS)
 
 
 # ============================================================================ report
@@ -310,16 +304,6 @@ def _row_keys(runs: List[Dict[str, Any]]) -> List[Key]:
     order = {(algo, env): i for i, (algo, env, _) in enumerate(PLAN)}
     keys = {(r["algo"], r["env"], r["budget"], r["learning_starts"]) for r in runs}
     return sorted(keys, key=lambda k: (order.get(k[:2], len(order)), ALGOS.index(k[0]), k[1], -k[2], k[3]))
-
-
-def _timing_mode(rows: List[Dict[str, Any]]) -> str:
-    paired = {bool(r.get("paired")) for r in rows}
-    return "paired" if paired == {True} else "alone" if paired == {False} else "mixed"
-
-
-def _load_range(rows: List[Dict[str, Any]]) -> str:
-    loads = [x for r in rows for x in (r["load"]["start"][0], r["load"]["end"][0])]
-    return f"{min(loads):.1f}–{max(loads):.1f}"
 
 
 def _settings_table() -> List[str]:
@@ -370,7 +354,7 @@ def render(runs: List[Dict[str, Any]]) -> str:
         seeds = sorted({r["seed"] for r in rows})
         lines.append(f"| {algo} | {env} | {steps} | {','.join(map(str, seeds))} | {cell(ret(ours), 1)} "
                      f"| {cell(ret(sb3), 1)} | {cell(rate(ours), 1)} | {cell(rate(sb3), 1)} | {ratio} "
-                     f"| {_timing_mode(rows)} | {_load_range(rows)} |")
+                     f"| {timing_mode(rows)} | {load_range(rows)} |")
     lines += [""] if runs else ["No runs saved yet.", ""]
     lines += ["Matched settings, passed explicitly to both sides (mapping in `benchmarks/rl_offpolicy.py`):", "",
               *_settings_table(), "", "Remaining differences: " + "; ".join(MISMATCHES) + "."]

@@ -27,8 +27,6 @@ Needs ``pip install stable-baselines3`` for the SB3 runs (it keeps torch as it i
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,7 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
 from _results import update_section  # noqa: E402
-from _rl_common import SB3Agent, cell, command_line, footer, load_runs, save_run, single_thread  # noqa: E402
+import _rl_common  # noqa: E402
+from _rl_common import (SB3Agent, cell, command_line, footer, load_now, load_range, load_runs, save_run,  # noqa: E402
+                        single_thread, timing_mode)
 
 from scgrad.rl import algorithms  # noqa: E402
 from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
@@ -96,10 +96,10 @@ def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, runs: Path 
               paired: bool = False) -> None:
     single_thread()
     print(f"{impl} {algo} {env} seed {seed}, {steps} steps ...", file=sys.stderr, flush=True)
-    load_start = os.getloadavg()[0]
+    load_start = load_now()
     result = (run_scgrad if impl == "scgrad" else run_sb3)(algo, env, seed, steps)
     record = {"impl": impl, "algo": algo, "env": env, "seed": seed, "command": command, "paired": paired,
-              "load": [round(load_start, 2), round(os.getloadavg()[0], 2)], **result,
+              "load": {"start": load_start, "end": load_now()}, **result,
               "steps_per_s": result["steps"] / result["seconds"], "machine": _timing.machine()}
     save_run(runs, f"{impl}_{algo}_{env.replace('/', '-')}_s{seed}_{steps}.json", record)
     print(f"  return {np.mean(result['returns']):.1f}, {record['steps_per_s']:.0f} steps/s", file=sys.stderr)
@@ -107,15 +107,9 @@ def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, runs: Path 
 
 def run_pair(algo: str, env: str, seed: int, steps: int, runs: Path, command: str) -> None:
     """The scgrad and the SB3 run of (algo, env, seed) at the same time, each in its own process."""
-    children = []
-    for impl in ("scgrad", "sb3"):
-        argv = [sys.executable, str(Path(__file__).resolve()), "--algo", algo, "--env", env, "--seeds", str(seed),
-                "--steps", str(steps), "--impl", impl, "--runs", str(runs), "--no-report", "--as-pair",
-                "--command", command]
-        children.append((impl, subprocess.Popen(argv)))
-    failed = [impl for impl, child in children if child.wait() != 0]
-    if failed:
-        raise SystemExit(f"paired run {algo} {env} seed {seed}: {', '.join(failed)} failed")
+    argv = ["--algo", algo, "--env", env, "--seeds", str(seed), "--steps", str(steps), "--runs", str(runs),
+            "--no-report", "--as-pair", "--command", command]
+    _rl_common.run_pair(Path(__file__).resolve(), argv, f"{algo} {env} seed {seed}")
 
 
 # ============================================================================ report
@@ -144,19 +138,9 @@ def render(runs: List[Dict[str, Any]]) -> str:
         seeds = sorted({r["seed"] for r in ours + sb3})
         lines.append(f"| {algo} | {env} | {', '.join(f'{s:,}' for s in steps)} | {','.join(map(str, seeds))} | "
                      f"{cell(ret(ours), 1)} | {cell(ret(sb3), 1)} | {cell(rate(ours))} | {cell(rate(sb3))} "
-                     f"| {ratio} | {_timing_mode(ours + sb3)} | {_load_range(ours + sb3)} |")
+                     f"| {ratio} | {timing_mode(ours + sb3)} | {load_range(ours + sb3)} |")
     lines += [*footer(runs, "benchmarks/rl_onpolicy_runs/"), END_MARK]
     return "\n".join(lines)
-
-
-def _timing_mode(rows: List[Dict[str, Any]]) -> str:
-    paired = {bool(r.get("paired")) for r in rows}
-    return "paired" if paired == {True} else "alone" if paired == {False} else "mixed"
-
-
-def _load_range(rows: List[Dict[str, Any]]) -> str:
-    loads = [x for r in rows for x in r.get("load", [])]
-    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
