@@ -9,8 +9,10 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -78,11 +80,46 @@ def footer(runs: List[Dict[str, Any]], runs_dir: str) -> List[str]:
             f"`{runs_dir}`, made by:", "", "```bash", *dict.fromkeys(r.get("command", "?") for r in runs), "```"]
 
 
-def run_pair(script: Path, argv: Sequence[str], what: str, impls: Sequence[str] = ("scgrad", "sb3")) -> None:
+def run_pair(script: Path, argv: Sequence[str], what: str, impls: Sequence[str] = ("scgrad", "sb3"),
+             fill: bool = False) -> None:
     """Run ``script argv --impl IMPL`` for each of ``impls`` at the same time, each in its own
-    process (so both train under the same machine load); ``SystemExit`` naming ``what`` if one fails."""
-    children = [(impl, subprocess.Popen([sys.executable, str(script), *argv, "--impl", impl])) for impl in impls]
-    failed = [impl for impl, child in children if child.wait() != 0]
+    process (so both train under the same machine load); ``SystemExit`` naming ``what`` if one fails.
+
+    With ``fill``, the load stays the same to the end: when a run finishes while another is still
+    training, a filler (the finished run's own command again, saving into a scratch folder that
+    is deleted afterwards) takes its place until the last run ends. Without it the slower run has
+    the machine to itself for its last stretch, which speeds it up and so favours it. ``argv``
+    must contain ``--runs DIR`` (the filler's is replaced).
+    """
+    def command(impl: str, runs: Optional[str] = None) -> List[str]:
+        args = list(argv)
+        if runs is not None:
+            args[args.index("--runs") + 1] = runs
+        return [sys.executable, str(script), *args, "--impl", impl]
+
+    running = {impl: subprocess.Popen(command(impl)) for impl in impls}
+    failed: List[str] = []
+    fillers: Dict[str, subprocess.Popen] = {}
+    with tempfile.TemporaryDirectory(prefix="scgrad-filler-") as scratch:
+        def start_filler(impl: str) -> subprocess.Popen:
+            return subprocess.Popen(command(impl, scratch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        while running:
+            time.sleep(0.2)
+            for impl, child in list(running.items()):
+                if child.poll() is None:
+                    continue
+                del running[impl]
+                if child.returncode != 0:
+                    failed.append(impl)
+                elif fill and running:
+                    fillers[impl] = start_filler(impl)
+            for impl, filler in list(fillers.items()):  # a filler that ends early starts again
+                if running and filler.poll() is not None:
+                    fillers[impl] = start_filler(impl)
+        for filler in fillers.values():
+            filler.kill()
+            filler.wait()
     if failed:
         raise SystemExit(f"paired run {what}: {', '.join(failed)} failed")
 
@@ -93,9 +130,10 @@ def load_now() -> Tuple[float, float, float]:
 
 
 def timing_mode(rows: List[Dict[str, Any]]) -> str:
-    """"paired", "alone" or "mixed": how the runs of a table row were timed."""
-    paired = {bool(r.get("paired")) for r in rows}
-    return "paired" if paired == {True} else "alone" if paired == {False} else "mixed"
+    """"paired, filled", "paired", "alone" or "mixed": how the runs of a table row were timed
+    (``run_pair``; "filled": with ``fill``)."""
+    modes = {"paired, filled" if r.get("filled") else "paired" if r.get("paired") else "alone" for r in rows}
+    return modes.pop() if len(modes) == 1 else "mixed"
 
 
 def load_range(rows: List[Dict[str, Any]]) -> str:

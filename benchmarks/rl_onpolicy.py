@@ -7,9 +7,12 @@ Run from the repository root, in pieces if you like (each piece can go in the ba
     python benchmarks/rl_onpolicy.py --report-only      # rewrite the section from saved runs
 
 ``--pair`` trains the scgrad and the SB3 run of each (algo, env, seed) at the same time, in two
-processes of one torch thread each, so both see the same machine load; the runs of one pair go
-one after the other. The run that finishes first leaves the machine to the other, which
-favours the slower side: a paired ratio understates the faster side's lead a little.
+processes of one torch thread each, so both see the same machine load; the pairs go one after
+the other. When the faster run finishes, a filler (its own command again, result discarded)
+keeps its core busy until the slower one ends, so the slower run does not get a quieter
+machine for its last stretch (``_rl_common.run_pair``). Runs recorded before the filler existed
+show "paired" in the table's timing column; their ratios understate the faster side's lead a
+little.
 
 Each run (implementation, algorithm, environment, seed, steps) trains with matched
 hyperparameters and networks — SB3 PPO's defaults: 1 environment, 2048 steps per update,
@@ -93,12 +96,13 @@ def run_sb3(algo: str, env: str, seed: int, steps: int) -> Dict[str, Any]:
 
 
 def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, runs: Path = RUNS, command: str = "",
-              paired: bool = False) -> None:
+              paired: bool = False, filled: bool = False) -> None:
     single_thread()
     print(f"{impl} {algo} {env} seed {seed}, {steps} steps ...", file=sys.stderr, flush=True)
     load_start = load_now()
     result = (run_scgrad if impl == "scgrad" else run_sb3)(algo, env, seed, steps)
     record = {"impl": impl, "algo": algo, "env": env, "seed": seed, "command": command, "paired": paired,
+              "filled": filled,
               "load": {"start": load_start, "end": load_now()}, **result,
               "steps_per_s": result["steps"] / result["seconds"], "machine": _timing.machine()}
     save_run(runs, f"{impl}_{algo}_{env.replace('/', '-')}_s{seed}_{steps}.json", record)
@@ -108,8 +112,8 @@ def run_piece(impl: str, algo: str, env: str, seed: int, steps: int, runs: Path 
 def run_pair(algo: str, env: str, seed: int, steps: int, runs: Path, command: str) -> None:
     """The scgrad and the SB3 run of (algo, env, seed) at the same time, each in its own process."""
     argv = ["--algo", algo, "--env", env, "--seeds", str(seed), "--steps", str(steps), "--runs", str(runs),
-            "--no-report", "--as-pair", "--command", command]
-    _rl_common.run_pair(Path(__file__).resolve(), argv, f"{algo} {env} seed {seed}")
+            "--no-report", "--as-pair", "--filled", "--command", command]
+    _rl_common.run_pair(Path(__file__).resolve(), argv, f"{algo} {env} seed {seed}", fill=True)
 
 
 # ============================================================================ report
@@ -120,8 +124,9 @@ def render(runs: List[Dict[str, Any]]) -> str:
              "evaluation excluded), mean ± std over seeds. PPO uses SB3 PPO's default hyperparameters "
              "on both sides; VPG and TRPO use Spinning Up's defaults (no SB3 counterpart). Timing *paired*: "
              "the scgrad and SB3 runs of each seed trained at the same time, one process each, so both saw "
-             "the same machine load (the one finishing first leaves the other the machine, which favours the "
-             "slower side); *alone*: one run at a time. Load: the 1-minute load average at the runs' starts "
+             "the same machine load, and *filled*: the first to finish was replaced by a copy of itself until "
+             "the other finished, so both saw that load to the end (unfilled, the slower side gets a quieter "
+             "machine at the end, which favours it); *alone*: one run at a time. Load: the 1-minute load average at the runs' starts "
              "and ends.", "",
              "| algo | env | steps | seeds | scgrad return | SB3 return | scgrad steps/s | SB3 steps/s | speed ratio "
              "| timing | load |",
@@ -157,6 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="train the scgrad and SB3 runs of each seed at the same time (PPO; others run alone)")
     parser.add_argument("--no-report", action="store_true", help="save the runs, leave RESULTS.md alone")
     parser.add_argument("--as-pair", action="store_true", help=argparse.SUPPRESS)  # a --pair child
+    parser.add_argument("--filled", action="store_true", help=argparse.SUPPRESS)  # ... with a filler
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # the parent's command line
     args = parser.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
@@ -173,7 +179,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     continue
                 for impl in impls:
                     if impl != "sb3" or algo == "ppo":
-                        run_piece(impl, algo, env, seed, args.steps or steps, args.runs, command, args.as_pair)
+                        run_piece(impl, algo, env, seed, args.steps or steps, args.runs, command, args.as_pair,
+                                  args.filled)
     if not args.no_report:
         update_section(args.out, render(load_runs(args.runs)), START_MARK, END_MARK)
 

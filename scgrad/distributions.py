@@ -1,8 +1,10 @@
-"""Distributions for pathwise (reparameterized) action nodes, following ``torch.distributions``.
+"""Distributions for action nodes, following ``torch.distributions``.
 
 - ``Delta``: a point mass. A deterministic policy's action μ(s) recorded as a stochastic node
   (``g.sample("action", Delta(mu), estimator=Reparam())``): ``rsample`` returns μ itself, so
   the cost's gradient flows back through it (DDPG's deterministic policy gradient).
+- ``DiagNormal``: a diagonal Gaussian parameterised by its log standard deviation (the
+  on-policy Gaussian policies).
 - ``TanhNormal``: a diagonal Gaussian squashed by tanh into (−1, 1), with the exact
   log-density of the squashed variable (SAC's policy).
 
@@ -15,7 +17,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, Normal, constraints
+from torch.distributions import Distribution, Normal, constraints, register_kl
 
 _LOG_2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -92,6 +94,90 @@ class Delta(Distribution):
     def entropy(self) -> torch.Tensor:
         """0: a point mass carries no uncertainty."""
         return torch.zeros(self.batch_shape, dtype=self.loc.dtype, device=self.loc.device)
+
+
+class DiagNormal(Distribution):
+    """N(loc, diag(exp(log_scale)²)) over the last dimension, parameterised by the log standard
+    deviation: the same distribution as ``Independent(Normal(loc, log_scale.exp()), 1)``.
+
+    A Gaussian policy learns log σ; taking it directly saves ``Normal``'s exp, log and power in
+    every ``log_prob`` and their backward nodes (log_prob below is four elementwise operations
+    and a sum), which is a measurable share of a PPO minibatch step on 64-wide networks.
+
+    Args:
+        loc: means, shape ``batch_shape + [A]``.
+        log_scale: log standard deviations, broadcastable to ``loc`` (e.g. [A], shared by the batch).
+        validate_args: as in ``torch.distributions``.
+
+    Shapes: batch shape ``loc.shape[:-1]``, event shape ``[A]``; ``log_prob`` and ``entropy``
+    return the batch shape.
+    """
+
+    arg_constraints = {"loc": constraints.real_vector, "log_scale": constraints.real_vector}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor, validate_args: Optional[bool] = None) -> None:
+        if loc.dim() < 1:
+            raise ValueError("DiagNormal: loc needs at least one dimension (the event dimension)")
+        try:
+            fits = torch.broadcast_shapes(loc.shape, log_scale.shape) == loc.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"DiagNormal: log_scale {tuple(log_scale.shape)} must broadcast to loc {tuple(loc.shape)}")
+        self.loc, self.log_scale = loc, log_scale
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.loc
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.log_scale.exp().expand(self.loc.shape)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return (2.0 * self.log_scale).exp().expand(self.loc.shape)
+
+    def expand(self, batch_shape, _instance=None) -> "DiagNormal":
+        new = self._get_checked_instance(DiagNormal, _instance)
+        shape = torch.Size(batch_shape) + self.event_shape
+        new.loc, new.log_scale = self.loc.expand(shape), self.log_scale.expand(shape)
+        super(DiagNormal, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """loc + ε·exp(log_scale), ε ~ N(0, I): shape ``sample_shape + batch_shape + [A]``."""
+        eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + eps * self.log_scale.exp()
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Σ_i −(z_i²/2 + log σ_i + log √(2π)), z = (value − loc)/σ: shape ``value.shape[:-1]``."""
+        if self._validate_args:
+            self._validate_sample(value)
+        z = (value - self.loc) * torch.exp(-self.log_scale)
+        return -(0.5 * z.square() + self.log_scale + _HALF_LOG_2PI).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        """Σ_i (1/2 + log √(2π) + log σ_i): the batch shape."""
+        per_dim = (0.5 + _HALF_LOG_2PI + self.log_scale).expand(self.loc.shape)
+        return per_dim.sum(-1)
+
+
+@register_kl(DiagNormal, DiagNormal)
+def _kl_diag_normal(p: DiagNormal, q: DiagNormal) -> torch.Tensor:
+    """KL(p ‖ q) = Σ_i [log σ_q,i − log σ_p,i + (σ_p,i² + (μ_p,i − μ_q,i)²) / (2 σ_q,i²) − 1/2]: the
+    batch shape (TRPO's trust region)."""
+    var_ratio = (2.0 * (p.log_scale - q.log_scale)).exp()
+    t = ((p.loc - q.loc) * torch.exp(-q.log_scale)).square()
+    return (0.5 * (var_ratio + t - 1.0) - (p.log_scale - q.log_scale)).sum(-1)
 
 
 class TanhNormal(Distribution):

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.distributions import Categorical, Distribution
+
+from scgrad.distributions import DiagNormal
 
 from .envs import check_spaces
 
@@ -109,9 +111,13 @@ class GaussianPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std)))
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        """Batch shape [B], event shape [act_dim] for obs [B, obs_dim]. Arguments are not
-        validated: they come from the network, and the check would cost host syncs per call."""
-        return Independent(Normal(self.mean(obs), self.log_std.exp(), validate_args=False), 1, validate_args=False)
+        """A ``DiagNormal`` (the same distribution as ``Independent(Normal(mean, σ), 1)``, with
+        a cheaper log_prob): batch shape [B], event shape [act_dim] for obs [B, obs_dim].
+        Arguments are not validated: they come from the network, and the check would cost host
+        syncs per call."""
+        # a copy of log σ, as Normal's exp made one: the distribution is a snapshot, which a
+        # later in-place step of the parameter must not change (TRPO keeps π_old across steps)
+        return DiagNormal(self.mean(obs), self.log_std.clone(), validate_args=False)
 
     def sample(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(action [B, act_dim], log π(action|obs) [B]), drawn with torch's global generator."""

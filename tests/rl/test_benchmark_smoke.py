@@ -76,3 +76,57 @@ def test_offpolicy_bound_writes_its_section(tmp_path):
         assert 100 < mflop < 5000
         # steps/s = (GFLOP/s) / (GFLOP per update), up to the rounding of the three printed numbers
         assert abs(bound - rate * 1e3 / mflop) <= 0.5 + bound * (0.5 / rate + 0.5 / mflop)
+
+
+FAKE_RUN = """
+import os, sys, time
+args = sys.argv[1:]
+runs, impl, log = args[args.index("--runs") + 1], args[args.index("--impl") + 1], args[args.index("--log") + 1]
+with open(log, "a") as f:
+    f.write(f"start {impl} {runs}\\n")
+time.sleep({"fast": 0.5, "slow": 3.0}.get(impl, 0.0))
+with open(log, "a") as f:
+    f.write(f"end {impl} {runs}\\n")
+sys.exit(1 if impl == "bad" else 0)
+"""
+
+
+def _run_pair_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import _rl_common
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return _rl_common
+
+
+def test_run_pair_fills_the_finished_side_until_the_other_ends(tmp_path):
+    """The fast run ends first; fillers (its command, another runs folder) keep running, one
+    after another, until the slow run ends, and the last is killed then; the scratch folder is
+    removed."""
+    script, log = tmp_path / "fake.py", tmp_path / "log.txt"
+    script.write_text(FAKE_RUN)
+    argv = ["--runs", str(tmp_path / "runs"), "--log", str(log)]
+    _run_pair_module().run_pair(script, argv, "fake", impls=("fast", "slow"), fill=True)
+    events = [line.split() for line in log.read_text().splitlines()]
+    real = str(tmp_path / "runs")
+    assert ["start", "fast", real] in events and ["end", "fast", real] in events
+    assert ["end", "slow", real] in events
+    fillers = [i for i, e in enumerate(events) if e[1] == "fast" and e[2] != real]
+    assert len(fillers) >= 2 and events[fillers[-1]][0] == "start"  # the last one was killed before its end
+    assert events.index(["end", "fast", real]) < fillers[0] < events.index(["end", "slow", real])
+    assert not Path(events[fillers[0]][2]).exists()  # the scratch folder is gone
+
+
+def test_run_pair_without_fill_starts_nothing_more_and_names_failures(tmp_path):
+    script, log = tmp_path / "fake.py", tmp_path / "log.txt"
+    script.write_text(FAKE_RUN)
+    argv = ["--runs", str(tmp_path / "runs"), "--log", str(log)]
+    _run_pair_module().run_pair(script, argv, "fake", impls=("fast", "slow"))
+    assert sum(line.startswith("start") for line in log.read_text().splitlines()) == 2
+    try:
+        _run_pair_module().run_pair(script, argv, "fake pair", impls=("bad", "fast"), fill=True)
+    except SystemExit as stop:
+        assert "fake pair: bad failed" in str(stop)
+    else:
+        raise AssertionError("a failed run must stop the pair")

@@ -104,6 +104,23 @@ def test_fast_sample_log_prob_equals_distribution(act_space):
 
 
 @pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))])
+def test_distribution_is_a_snapshot_that_later_parameter_steps_leave_alone(act_space):
+    """TRPO keeps π_old across in-place steps of the parameters: the distribution must hold
+    copies, not the parameters themselves (the Gaussian's log σ is a parameter)."""
+    torch.manual_seed(0)
+    model = ActorCritic(gym.spaces.Box(-1, 1, (5,)), act_space, (16,))
+    obs = torch.randn(8, 5)
+    with torch.no_grad():
+        old = model.pi.distribution(obs)
+        action = old.sample()
+        before = old.log_prob(action).clone()
+        for p in model.pi.parameters():
+            p.add_(0.5)
+        torch.testing.assert_close(old.log_prob(action), before)
+        assert not torch.allclose(model.pi.distribution(obs).log_prob(action), before)  # the step did move π
+
+
+@pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))])
 def test_act_draws_the_action_sample_draws(act_space):
     model = ActorCritic(gym.spaces.Box(-1, 1, (5,)), act_space, (16,))
     obs = torch.randn(64, 5)
