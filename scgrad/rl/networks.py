@@ -3,13 +3,14 @@
 Shapes: observations [B, obs_dim]; Discrete actions [B] (int64); Box actions [B, act_dim].
 Each policy's ``distribution(obs)`` has batch shape [B] (a Box policy's log-prob sums over its
 action dimensions), which is what ``sg.Graph.sample(..., value=actions)`` scores; ``sample`` is
-the action with its log-probability (no distribution object), ``act`` the fast path for
-rollouts (the action only, through ``forward_fast``) and ``mode`` the deterministic action.
+the action with its log-probability (no distribution object), ``act`` the action alone
+(through ``forward_fast``), ``numpy_actor`` the rollout's path (the same draws computed in
+NumPy) and ``mode`` the deterministic action.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Tuple, Type
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import gymnasium as gym
 import numpy as np
@@ -25,8 +26,10 @@ from .envs import check_spaces
 ACTIVATIONS: Dict[str, Type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
                                            "gelu": nn.GELU, "silu": nn.SiLU}
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# the function each activation module applies, for ``forward_fast``
+# the function each activation module applies, for ``forward_fast`` and (where NumPy has it) ``numpy_forward``
 _FUNCTIONS = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: F.elu, nn.GELU: F.gelu, nn.SiLU: F.silu}
+_NUMPY_FUNCTIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0.0)}
+Actor = Callable[[np.ndarray], np.ndarray]
 
 
 def activation_class(name: str) -> Type[nn.Module]:
@@ -71,6 +74,52 @@ def forward_fast(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def numpy_forward(net: nn.Sequential) -> Optional[Actor]:
+    """``net`` as a NumPy function of a float32 batch [B, in] -> [B, out], for an ``mlp`` of
+    float32 CPU weights with tanh or ReLU; ``None`` for anything else.
+
+    At batch sizes of a few environments, a NumPy operation costs a fraction of a torch
+    dispatch: a 64-64 Gaussian policy's action takes about 11 µs this way against 23 µs through
+    ``forward_fast`` (measured here), on every environment step of a rollout. The weights are
+    read through NumPy views of the parameters, so in-place optimiser steps show through;
+    parameters replaced after the call (e.g. by ``optim.flatten_parameters``) do not: build the
+    function again after that. The arithmetic is float32 like torch's, but NumPy may sum in
+    another order, so outputs agree with ``net(x)`` to rounding, not bit for bit.
+    """
+    steps: List[Union[Tuple[np.ndarray, Optional[np.ndarray]], Callable[[np.ndarray], np.ndarray]]] = []
+    for layer in net:
+        if type(layer) is nn.Linear:
+            if layer.weight.device.type != "cpu" or layer.weight.dtype != torch.float32:
+                return None
+            bias = None if layer.bias is None else layer.bias.detach().numpy()
+            steps.append((layer.weight.detach().numpy().T, bias))
+        elif type(layer) in _NUMPY_FUNCTIONS:
+            steps.append(_NUMPY_FUNCTIONS[type(layer)])
+        elif type(layer) is not nn.Identity:
+            return None
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        for step in steps:
+            if isinstance(step, tuple):
+                weight_t, bias = step
+                x = x @ weight_t if bias is None else x @ weight_t + bias
+            else:
+                x = step(x)
+        return x
+
+    return forward
+
+
+def torch_actor(policy: nn.Module) -> Actor:
+    """``policy.act`` as a function of NumPy observations to NumPy actions, without gradients
+    (the rollout's path for policies without a NumPy form)."""
+    def actor(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return policy.act(torch.from_numpy(obs)).numpy()
+
+    return actor
+
+
 class CategoricalPolicy(nn.Module):
     """π(a|s) = Categorical(logits = MLP(s)) over ``n`` actions."""
 
@@ -95,6 +144,19 @@ class CategoricalPolicy(nn.Module):
         the rollout's fast path."""
         logits = forward_fast(self.logits, obs)  # Gumbel-max needs no normalisation
         return (logits - torch.empty_like(logits).exponential_().log()).argmax(-1)
+
+    def numpy_actor(self) -> Actor:
+        """obs [B, obs_dim] (float32 ndarray) -> actions [B] (int64 ndarray), drawn like ``act``'s
+        (the same torch generator draws) but computed in NumPy (``numpy_forward``)."""
+        logits = numpy_forward(self.logits)
+        if logits is None:
+            return torch_actor(self)
+
+        def actor(obs: np.ndarray) -> np.ndarray:
+            z = logits(obs)
+            return (z - np.log(torch.empty(z.shape).exponential_().numpy())).argmax(-1)
+
+        return actor
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most probable action, [B]."""
@@ -132,6 +194,20 @@ class GaussianPolicy(nn.Module):
         the rollout's fast path."""
         mean = forward_fast(self.mean, obs)
         return mean + torch.randn_like(mean) * self.log_std.exp()
+
+    def numpy_actor(self) -> Actor:
+        """obs [B, obs_dim] (float32 ndarray) -> actions [B, act_dim] (float32 ndarray), drawn like
+        ``act``'s (the same torch generator draws) but computed in NumPy (``numpy_forward``)."""
+        mean = numpy_forward(self.mean)
+        if mean is None or self.log_std.device.type != "cpu":
+            return torch_actor(self)
+        log_std = self.log_std.detach().numpy()
+
+        def actor(obs: np.ndarray) -> np.ndarray:
+            m = mean(obs)
+            return m + torch.randn(m.shape).numpy() * np.exp(log_std)
+
+        return actor
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The mean action, [B, act_dim]."""

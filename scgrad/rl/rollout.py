@@ -11,6 +11,7 @@ import torch
 
 from .buffer import RolloutBuffer
 from .envs import ActionAdapter, dump_env, load_env
+from .networks import torch_actor
 from .normalize import RunningNormalizer
 
 
@@ -100,17 +101,18 @@ class EnvRunner:
 
 
 def collect_rollout(runner: EnvRunner, policy: torch.nn.Module, buffer: RolloutBuffer) -> None:
-    """Fill ``buffer`` with ``buffer.steps`` vector steps of ``policy`` (its ``act`` method).
+    """Fill ``buffer`` with ``buffer.steps`` vector steps of ``policy``.
 
-    One batched policy call per vector step; everything else is NumPy writes into the
-    preallocated buffer.
+    One batched policy call per vector step, through the policy's ``numpy_actor`` where it has
+    one (else its ``act``); everything else is NumPy writes into the preallocated buffer.
     """
+    actor = policy.numpy_actor() if hasattr(policy, "numpy_actor") else torch_actor(policy)
     with torch.inference_mode():
         for t in range(buffer.steps):
-            obs = runner.obs
-            action = policy.act(obs).numpy()
+            obs = runner.obs.numpy()
+            action = actor(obs)
             step = runner.step(action)
-            buffer.store(t, obs.numpy(), action, step.reward, step.terminated, step.truncated)
+            buffer.store(t, obs, action, step.reward, step.terminated, step.truncated)
             if step.final_obs is not None:
                 buffer.final_obs[t, torch.from_numpy(step.ended)] = step.final_obs
         buffer.last_obs.copy_(runner.obs)

@@ -16,7 +16,7 @@ from scgrad.rl.config import field_help, parse_text
 from scgrad.rl.envs import ActionAdapter, dump_env, load_env, make_vector_env
 from scgrad.rl.errors import CheckpointError, ConfigError, EnvError
 from scgrad.rl.logger import RunFolder, episode_stats, read_progress
-from scgrad.rl.networks import ACTIVATIONS, ActorCritic, forward_fast, mlp
+from scgrad.rl.networks import ACTIVATIONS, ActorCritic, forward_fast, mlp, numpy_forward
 from scgrad.rl.normalize import RunningNormalizer
 from scgrad.rl.onpolicy import compute_batch
 from scgrad.rl.ppo import PPOConfig
@@ -130,6 +130,43 @@ def test_act_draws_the_action_sample_draws(act_space):
         torch.manual_seed(3)
         action, _ = model.pi.sample(obs)
     torch.testing.assert_close(fast, action)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("act_space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))])
+def test_numpy_actor_draws_the_actions_act_draws(act_space, activation):
+    """The rollout's NumPy path: the same torch generator draws, the same actions (to float32
+    rounding; Discrete: exactly, barring a near-tie), through in-place parameter steps too. ELU
+    has no NumPy form and takes the torch path."""
+    model = ActorCritic(gym.spaces.Box(-1, 1, (5,)), act_space, (16, 16), activation)
+    actor = model.pi.numpy_actor()
+    obs = torch.randn(64, 5)
+    for _ in range(2):
+        with torch.inference_mode():
+            torch.manual_seed(3)
+            expected = model.pi.act(obs)
+        torch.manual_seed(3)
+        drawn = actor(obs.numpy())
+        assert isinstance(drawn, np.ndarray) and drawn.shape == tuple(expected.shape)
+        if isinstance(act_space, gym.spaces.Discrete):
+            assert (drawn == expected.numpy()).mean() > 0.95
+        else:
+            np.testing.assert_allclose(drawn, expected.numpy(), rtol=1e-5, atol=1e-6)
+        with torch.no_grad():  # an optimiser's in-place step: the actor must see it
+            for p in model.pi.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_numpy_forward_equals_the_module_or_declines(activation):
+    net = mlp([4, 8, 8, 2], ACTIVATIONS[activation])
+    x = torch.randn(10, 4)
+    forward = numpy_forward(net)
+    if activation in ("tanh", "relu"):
+        np.testing.assert_allclose(forward(x.numpy()), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    else:
+        assert forward is None
+    assert numpy_forward(mlp([4, 2]).double()) is None  # float64 weights: no float32 NumPy form
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
