@@ -55,11 +55,14 @@ PLAN = [("ppo", "CartPole-v1", 100_000), ("ppo", "HalfCheetah-v5", 300_000), ("p
         ("vpg", "HalfCheetah-v5", 300_000), ("trpo", "HalfCheetah-v5", 300_000)]
 EVAL_EPISODES, EVAL_SEED = 10, 1000
 
-# scgrad's PPO set to SB3 PPO's defaults (SB3: one Adam on pi_loss + 0.5·v_loss; Adam is
-# invariant to that scale, so vf_lr = pi_lr matches it up to the joint gradient clipping)
+# scgrad's PPO set to SB3 PPO's defaults. SB3 steps one Adam (ε 1e-5) on pi_loss + 0.5·v_loss,
+# clipping the joint gradient; scgrad's two Adams with the same lr, ε and vf_coef do the same
+# (Adam is invariant to a loss's constant weight, which acts only through the clipping and ε).
+# SB3 normalises advantages per minibatch.
 SCGRAD_PPO = dict(num_envs=1, steps_per_epoch=2048, update_epochs=10, minibatch_size=64, pi_lr=3e-4, vf_lr=3e-4,
                   gamma=0.99, lam=0.95, clip_ratio=0.2, target_kl=None, max_grad_norm=0.5, hidden_sizes=(64, 64),
-                  activation="tanh", log_std_init=0.0, normalize_advantages=True)
+                  activation="tanh", log_std_init=0.0, normalize_advantages=True, vf_coef=0.5, adam_eps=1e-5,
+                  normalize_minibatch_advantages=True)
 SB3_PPO = dict(n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, gamma=0.99, gae_lambda=0.95,
                clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True)
 

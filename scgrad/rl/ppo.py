@@ -18,8 +18,8 @@ from scgrad.estimators import ImportanceWeighted
 
 from .algorithms import Algorithm
 from .config import require, require_positive
-from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, make_model, policy_loss, step,
-                       train, value_loss)
+from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, make_model, policy_loss, standardize,
+                       step, train, value_loss)
 
 
 @dataclasses.dataclass
@@ -34,6 +34,11 @@ class PPOConfig(OnPolicyConfig):
         minibatch_size: samples per gradient step (none: the whole rollout).
         target_kl: stop the policy's steps once the approximate KL exceeds 1.5 × this (none: never).
         ent_coef: weight of the entropy bonus.
+        vf_coef: weight of the value loss in the minibatch loss. The two networks have their own
+            Adam, which a constant weight does not change, so it acts only through the joint
+            gradient clipping (``max_grad_norm``) and Adam's ε; SB3 uses 0.5.
+        normalize_minibatch_advantages: normalise the advantages to mean 0, std 1 again within
+            each minibatch (as SB3 and CleanRL do).
     """
 
     clip_ratio: float = 0.2
@@ -42,6 +47,8 @@ class PPOConfig(OnPolicyConfig):
     minibatch_size: Optional[int] = None
     target_kl: Optional[float] = 0.01
     ent_coef: float = 0.0
+    vf_coef: float = 1.0
+    normalize_minibatch_advantages: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -51,6 +58,7 @@ class PPOConfig(OnPolicyConfig):
                 f"minibatch_size must be > 0 or none, got {self.minibatch_size}")
         require(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or none, got {self.target_kl}")
         require(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
+        require(self.vf_coef > 0, f"vf_coef must be > 0, got {self.vf_coef}")
 
 
 class PPO:
@@ -64,7 +72,8 @@ class PPO:
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
         # one each: after an early stop the policy's optimiser must not step (momentum would move it)
-        return {"pi": adam(model.pi, self.config.pi_lr), "v": adam(model.v, self.config.vf_lr)}
+        c = self.config
+        return {"pi": adam(model.pi, c.pi_lr, c.adam_eps), "v": adam(model.v, c.vf_lr, c.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
         estimator = ImportanceWeighted(batch.logp, clip=self.config.clip_ratio, baseline=-batch.v)
@@ -82,7 +91,9 @@ class PPO:
             shuffled = batch[torch.randperm(len(batch))]  # one gather per epoch; minibatches are views
             for start in range(0, len(batch), size):
                 mb = shuffled[start:start + size]
-                loss = value_loss(model.v, mb)
+                if c.normalize_minibatch_advantages and len(mb) > 1:
+                    mb = dataclasses.replace(mb, adv=standardize(mb.adv))
+                loss = c.vf_coef * value_loss(model.v, mb)
                 if policy_on:
                     pl = self.loss_pi(model, mb)
                     # Spinning Up's early stop: the policy may not drift far from π_old; the

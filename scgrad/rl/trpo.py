@@ -63,7 +63,7 @@ class TRPO:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
-        return {"v": adam(model.v, self.config.vf_lr)}
+        return {"v": adam(model.v, self.config.vf_lr, self.config.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
         return policy_loss(model.pi, batch, ImportanceWeighted(batch.logp, baseline=-batch.v))

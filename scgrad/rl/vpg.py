@@ -51,7 +51,8 @@ class VPG:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
-        return {"pi": adam(model.pi, self.config.pi_lr), "v": adam(model.v, self.config.vf_lr)}
+        c = self.config
+        return {"pi": adam(model.pi, c.pi_lr, c.adam_eps), "v": adam(model.v, c.vf_lr, c.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
         return policy_loss(model.pi, batch, ScoreFunction(baseline=-batch.v))

@@ -119,3 +119,51 @@ def test_ppo_policy_stands_still_after_the_kl_early_stop():
     assert info["StopIter"] == 1
     assert optimizers["pi"].state_dict()["state"][0]["step"].item() == 1
     assert optimizers["v"].state_dict()["state"][0]["step"].item() == 3
+
+
+def _ppo_run(batch, **settings):
+    """Parameters of an IndexedPolicy and a linear critic after one PPO update on ``batch``."""
+    torch.manual_seed(0)
+    model = SimpleNamespace(pi=IndexedPolicy(torch.randn(8, 3)), v=nn.Linear(1, 1))
+    model.v.forward = lambda obs: nn.Linear.forward(model.v, obs).squeeze(-1)
+    with torch.no_grad():
+        batch.logp = model.pi.distribution(batch.obs).log_prob(batch.act)
+    config = dict(env="CartPole-v1", update_epochs=2, minibatch_size=4, target_kl=None, pi_lr=0.05, vf_lr=0.05)
+    algo = PPO(PPOConfig(**{**config, **settings}))
+    torch.manual_seed(1)  # the same minibatch shuffles in every run
+    algo.update(model, algo.optimizers(model), batch)
+    return torch.cat([p.detach().reshape(-1) for p in [*model.pi.parameters(), *model.v.parameters()]])
+
+
+def _batch():
+    _, batch = setup()
+    batch.obs = torch.arange(8.0)[:, None]
+    batch.ret = torch.linspace(0.0, 30.0, 8)  # large value errors: the critic's gradient dominates the norm
+    return batch
+
+
+def test_minibatch_advantage_normalisation_standardises_each_minibatch():
+    """With the option, a rollout's advantages scaled and shifted give the same update (each
+    minibatch is standardised); without it they do not (negative control)."""
+    batch, moved = _batch(), _batch()
+    moved.adv = 3.0 * moved.adv - 5.0  # the shift flips some signs: Adam alone would not absorb it
+    on = dict(normalize_minibatch_advantages=True)
+    torch.testing.assert_close(_ppo_run(batch, **on), _ppo_run(moved, **on))
+    assert not torch.allclose(_ppo_run(_batch()), _ppo_run(moved))
+
+
+def test_vf_coef_acts_only_through_the_joint_clipping():
+    """Separate Adams are invariant to the value loss's weight, so without clipping the update
+    is the same; with the joint clipping the weight changes how much the critic's gradient
+    shrinks the policy's."""
+    free = [_ppo_run(_batch(), vf_coef=w, max_grad_norm=None) for w in (1.0, 0.5)]
+    torch.testing.assert_close(free[0], free[1], rtol=1e-5, atol=1e-6)
+    clipped = [_ppo_run(_batch(), vf_coef=w, max_grad_norm=0.5) for w in (1.0, 0.5)]
+    assert not torch.allclose(clipped[0], clipped[1])
+
+
+@pytest.mark.parametrize("bad", [dict(vf_coef=0.0), dict(vf_coef=-1.0), dict(adam_eps=0.0)])
+def test_bad_ppo_settings_are_rejected(bad):
+    from scgrad.rl.errors import ConfigError
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        PPOConfig(env="CartPole-v1", **bad).validate()
