@@ -4,7 +4,9 @@ footer."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -69,6 +71,43 @@ def cell(values: Sequence[float], digits: int = 0) -> str:
     if not values:
         return "—"
     return f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}"
+
+
+def permutation_p(x: Sequence[float], y: Sequence[float], max_exact: int = 50_000, draws: int = 50_000) -> float:
+    """Two-sided permutation test of equal means: the fraction of the ways to split x ∪ y into
+    groups of len(x) and len(y) whose |difference of means| is at least the observed one.
+
+    Exact (every split) when there are at most ``max_exact`` splits (8 runs against 8: 12,870),
+    else ``draws`` random splits with a fixed seed. A large p: the two sets of final returns are
+    as far apart as random seeds put them; a small one (say below 0.05): they differ beyond
+    that noise. Needs two values on each side.
+    """
+    pooled = np.asarray([*x, *y], dtype=float)
+    n, total = len(x), len(x) + len(y)
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("permutation_p needs at least two values on each side")
+    observed = abs(np.mean(x) - np.mean(y)) - 1e-9 * (1.0 + np.abs(pooled).max())  # ties count as extreme
+    if math.comb(total, n) <= max_exact:
+        masks = np.zeros((math.comb(total, n), total), dtype=bool)
+        for row, chosen in enumerate(itertools.combinations(range(total), n)):
+            masks[row, list(chosen)] = True
+    else:
+        order = np.argsort(np.random.default_rng(0).random((draws, total)), axis=1)
+        masks = order < n
+    means_x = (masks * pooled).sum(1) / n
+    means_y = (~masks * pooled).sum(1) / (total - n)
+    return float(np.mean(np.abs(means_x - means_y) >= observed))
+
+
+RETURN_P_NOTE = ("Return p: a two-sided permutation test of equal mean returns over the seeds (exact; "
+                 "`_rl_common.permutation_p`): a large p means the two sets of returns are as far apart as "
+                 "seeds alone put them, below 0.05 that they differ beyond it; — with fewer than two seeds a "
+                 "side. ")
+
+
+def p_cell(x: Sequence[float], y: Sequence[float]) -> str:
+    """``permutation_p`` to two decimals, or an em dash with fewer than two runs on a side."""
+    return f"{permutation_p(x, y):.2f}" if len(x) >= 2 and len(y) >= 2 else "—"
 
 
 def footer(runs: List[Dict[str, Any]], runs_dir: str) -> List[str]:

@@ -97,8 +97,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
 from _results import update_section  # noqa: E402
 import _rl_common  # noqa: E402
-from _rl_common import (SB3Agent, cell, command_line, footer, load_now, load_range, load_runs, save_run,  # noqa: E402
-                        single_thread, timing_mode)
+from _rl_common import (RETURN_P_NOTE, SB3Agent, cell, command_line, footer, load_now, load_range,  # noqa: E402
+                        load_runs, p_cell, save_run, single_thread, timing_mode)
 
 from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
 
@@ -333,15 +333,16 @@ def render(runs: List[Dict[str, Any]]) -> str:
     """The whole section (marks included) from the saved runs."""
     lines = [START_MARK, "## Off-policy RL (SAC, TD3, DDPG) against Stable-Baselines3", "",
              "Final return: mean over 10 deterministic evaluation episodes per run at the end of training, "
-             "then mean ± std over seeds. Steps/s: environment steps per second of training wall time (setup "
+             "then mean ± std over seeds. " + RETURN_P_NOTE +
+             "Steps/s: environment steps per second of training wall time (setup "
              "included, evaluation excluded; one torch thread per process), mean ± std over seeds; the speed "
              "ratio is scgrad's mean over SB3's. Timing *paired*: the scgrad and SB3 runs of each seed trained "
              "at the same time in two processes, under the same machine load (the slower one finishes alone); "
              "*alone*: one run at a time. Load: the 1-minute load average at the runs' starts and ends "
              "(min–max), on a machine that other jobs share.", ""]
     if runs:
-        lines += ["| algo | env | steps | seeds | scgrad return | SB3 return | scgrad steps/s | SB3 steps/s "
-                  "| speed ratio | timing | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| algo | env | steps | seeds | scgrad return | SB3 return | return p | scgrad steps/s | SB3 steps/s "
+                  "| speed ratio | timing | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rate = lambda rs: [r["steps_per_s"] for r in rs]  # noqa: E731
     ret = lambda rs: [float(np.mean(r["returns"])) for r in rs]  # noqa: E731
     for key in _row_keys(runs):
@@ -353,7 +354,7 @@ def render(runs: List[Dict[str, Any]]) -> str:
         ratio = f"{np.mean(rate(ours)) / np.mean(rate(sb3)):.2f}×" if ours and sb3 else "—"
         seeds = sorted({r["seed"] for r in rows})
         lines.append(f"| {algo} | {env} | {steps} | {','.join(map(str, seeds))} | {cell(ret(ours), 1)} "
-                     f"| {cell(ret(sb3), 1)} | {cell(rate(ours), 1)} | {cell(rate(sb3), 1)} | {ratio} "
+                     f"| {cell(ret(sb3), 1)} | {p_cell(ret(ours), ret(sb3))} | {cell(rate(ours), 1)} | {cell(rate(sb3), 1)} | {ratio} "
                      f"| {timing_mode(rows)} | {load_range(rows)} |")
     lines += [""] if runs else ["No runs saved yet.", ""]
     lines += ["Matched settings, passed explicitly to both sides (mapping in `benchmarks/rl_offpolicy.py`):", "",

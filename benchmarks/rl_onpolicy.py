@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
 from _results import update_section  # noqa: E402
 import _rl_common  # noqa: E402
-from _rl_common import (SB3Agent, cell, command_line, footer, load_now, load_range, load_runs, save_run,  # noqa: E402
-                        single_thread, timing_mode)
+from _rl_common import (RETURN_P_NOTE, SB3Agent, cell, command_line, footer, load_now, load_range,  # noqa: E402
+                        load_runs, p_cell, save_run, single_thread, timing_mode)
 
 from scgrad.rl import algorithms  # noqa: E402
 from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
@@ -123,7 +123,8 @@ def run_pair(algo: str, env: str, seed: int, steps: int, runs: Path, command: st
 def render(runs: List[Dict[str, Any]]) -> str:
     lines = [START_MARK, "## On-policy RL (PPO, VPG, TRPO) against Stable-Baselines3", "",
              "Final return: mean over 10 deterministic evaluation episodes per run, then mean ± std over "
-             "seeds. Steps/s: environment steps per second of training wall time (one torch thread; "
+             "seeds. " + RETURN_P_NOTE +
+             "Steps/s: environment steps per second of training wall time (one torch thread; "
              "evaluation excluded), mean ± std over seeds. PPO uses SB3 PPO's default hyperparameters "
              "on both sides; VPG and TRPO use Spinning Up's defaults (no SB3 counterpart). Timing *paired*: "
              "the scgrad and SB3 runs of each seed trained at the same time, one process each, so both saw "
@@ -131,9 +132,9 @@ def render(runs: List[Dict[str, Any]]) -> str:
              "the other finished, so both saw that load to the end (unfilled, the slower side gets a quieter "
              "machine at the end, which favours it); *alone*: one run at a time. Load: the 1-minute load average at the runs' starts "
              "and ends.", "",
-             "| algo | env | steps | seeds | scgrad return | SB3 return | scgrad steps/s | SB3 steps/s | speed ratio "
+             "| algo | env | steps | seeds | scgrad return | SB3 return | return p | scgrad steps/s | SB3 steps/s | speed ratio "
              "| timing | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo, env, _ in PLAN:
         ours = [r for r in runs if r["impl"] == "scgrad" and r["algo"] == algo and r["env"] == env]
         sb3 = [r for r in runs if r["impl"] == "sb3" and r["algo"] == algo and r["env"] == env]
@@ -145,7 +146,7 @@ def render(runs: List[Dict[str, Any]]) -> str:
         steps = sorted({r["steps"] for r in ours + sb3})
         seeds = sorted({r["seed"] for r in ours + sb3})
         lines.append(f"| {algo} | {env} | {', '.join(f'{s:,}' for s in steps)} | {','.join(map(str, seeds))} | "
-                     f"{cell(ret(ours), 1)} | {cell(ret(sb3), 1)} | {cell(rate(ours))} | {cell(rate(sb3))} "
+                     f"{cell(ret(ours), 1)} | {cell(ret(sb3), 1)} | {p_cell(ret(ours), ret(sb3))} | {cell(rate(ours))} | {cell(rate(sb3))} "
                      f"| {ratio} | {timing_mode(ours + sb3)} | {load_range(ours + sb3)} |")
     lines += [*footer(runs, "benchmarks/rl_onpolicy_runs/"), END_MARK]
     return "\n".join(lines)

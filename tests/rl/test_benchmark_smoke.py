@@ -23,7 +23,9 @@ def test_tiny_run_writes_the_rl_section(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ppo | CartPole-v1 | 2,048 | 0 |")]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[8:] == ["—", "alone"] + cells[10:] and len(cells) == 11  # no SB3 run: no ratio; run alone
+    assert len(cells) == 12
+    assert cells[5:7] == ["—", "—"]  # no SB3 run: no SB3 return, no return p
+    assert cells[9:11] == ["—", "alone"]  # ... no speed ratio; run alone
     assert len(list((tmp_path / "runs").glob("scgrad_ppo_CartPole-v1_s0_2048.json"))) == 1
 
 
@@ -47,8 +49,8 @@ def test_tiny_offpolicy_run_writes_its_section(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| sac | Pendulum-v1 | 200 (starts 150) | 0 |")]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[4] != "—" and cells[9] == "alone"  # scgrad's return; timed one run at a time
-    assert (cells[8].endswith("×") and cells[5] != "—") if "sb3" in impls else cells[8] == "—"
+    assert cells[4] != "—" and cells[6] == "—" and cells[10] == "alone"  # scgrad's return; one seed: no p; alone
+    assert (cells[9].endswith("×") and cells[5] != "—") if "sb3" in impls else cells[9] == "—"
     for impl in impls:
         record = json.loads((runs / f"{impl}_sac_Pendulum-v1_s0_200_ls150.json").read_text())
         assert record["steps"] == 200 and len(record["returns"]) == 10 and record["paired"] is False
@@ -130,3 +132,19 @@ def test_run_pair_without_fill_starts_nothing_more_and_names_failures(tmp_path):
         assert "fake pair: bad failed" in str(stop)
     else:
         raise AssertionError("a failed run must stop the pair")
+
+
+def test_permutation_p_exact_values_sampled_agreement_and_bad_input():
+    common = _run_pair_module()
+    # 20 ways to split 6 values 3/3; only the observed split and its mirror are as extreme
+    assert common.permutation_p([1, 2, 3], [4, 5, 6]) == 0.1
+    assert common.permutation_p([1.0, 2.0], [1.0, 2.0]) == 1.0  # no difference: every split is as extreme
+    sampled = common.permutation_p([1, 2, 3], [4, 5, 6], max_exact=1)
+    assert abs(sampled - 0.1) < 0.01  # 50,000 random splits: standard error 0.0013
+    assert common.p_cell([1.0], [2.0, 3.0]) == "—" and common.p_cell([1, 2, 3], [4, 5, 6]) == "0.10"
+    try:
+        common.permutation_p([1.0], [2.0, 3.0])
+    except ValueError as error:
+        assert "two values" in str(error)
+    else:
+        raise AssertionError("one value on a side must be refused")
