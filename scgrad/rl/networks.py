@@ -79,8 +79,7 @@ def numpy_forward(net: nn.Sequential) -> Optional[Actor]:
     float32 CPU weights with tanh or ReLU; ``None`` for anything else.
 
     At batch sizes of a few environments, a NumPy operation costs a fraction of a torch
-    dispatch: a 64-64 Gaussian policy's action takes about 11 µs this way against 23 µs through
-    ``forward_fast`` (measured here), on every environment step of a rollout. The weights are
+    dispatch, and a rollout pays for the policy on every environment step. The weights are
     read through NumPy views of the parameters, so in-place optimiser steps show through;
     parameters replaced after the call (e.g. by ``optim.flatten_parameters``) do not: build the
     function again after that. The arithmetic is float32 like torch's, but NumPy may sum in
