@@ -7,7 +7,9 @@ counts them (``torch.utils.flop_counter.FlopCounterMode`` over one of scgrad's u
 the settings of ``rl_offpolicy.py``), measures the machine's single-thread matrix-product rate
 (256×256 by 256×256, the networks' largest shape) and divides: the steps per second that no
 implementation doing one such update per environment step can beat on this CPU, even with
-free environments and no Python. It also times scgrad's update itself against that bound.
+free environments and no Python. It also times scgrad's update itself against that bound, and
+sets the issue's speed target (2.5× SB3's steps/s in the saved paired runs of
+``rl_offpolicy.py``) beside it.
 
     python benchmarks/rl_offpolicy_bound.py            # writes the rl_offpolicy_bound section
 
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
 import rl_offpolicy  # noqa: E402
 from _results import update_section  # noqa: E402
-from _rl_common import command_line, single_thread  # noqa: E402
+from _rl_common import command_line, load_runs, single_thread  # noqa: E402
 
 from scgrad.rl import algorithms  # noqa: E402
 from scgrad.rl.envs import make_vector_env  # noqa: E402
@@ -39,6 +41,15 @@ from scgrad.rl.replay import ReplayBuffer  # noqa: E402
 
 START_MARK, END_MARK = "<!-- rl_offpolicy_bound:start -->", "<!-- rl_offpolicy_bound:end -->"
 PLAN = [("sac", "HalfCheetah-v5"), ("td3", "HalfCheetah-v5"), ("ddpg", "HalfCheetah-v5")]
+TARGET_RATIO = 2.5  # issue 4's speed target: scgrad's steps/s over SB3's
+
+
+def sb3_paired_speed(runs: List[Dict[str, object]], algo: str, env: str) -> Optional[float]:
+    """Mean steps/s of SB3's paired runs of (algo, env) with the plan's budget and start phase."""
+    speeds = [r["steps_per_s"] for r in runs
+              if (r["impl"], r["algo"], r["env"], r["paired"]) == ("sb3", algo, env, True)
+              and r["budget"] == rl_offpolicy.PLAN[0][2] and r["learning_starts"] == rl_offpolicy.LEARNING_STARTS]
+    return float(np.mean(speeds)) if speeds else None
 
 
 def matmul_rate(size: int = 256, repeats: int = 2000) -> float:
@@ -92,20 +103,29 @@ def measure(algo: str, env_id: str, updates: int = 200) -> Dict[str, float]:
 
 
 def render(rate: float, rows: List[Dict[str, object]], command: str) -> str:
+    """The section: one row per (algo, env) with its FLOPs, bound, scgrad's update time and,
+    where SB3's paired runs are saved (``row["sb3"]`` not None), the target against the bound."""
     lines = [START_MARK, "## Off-policy RL: the arithmetic bound of one update per step", "",
              f"One torch thread multiplies 256×256 matrices at **{rate:.0f} GFLOP/s** here (best of 5 rounds). "
              "FLOPs: `FlopCounterMode` over scgrad's update with `rl_offpolicy.py`'s matched settings "
              "(batch 256; SAC 256-256, TD3/DDPG 400-300 networks; TD3 averaged over a critic-only and a "
              "critic-and-actor step). Bound: the steps per second of one update per environment step if "
              "the update ran at that rate and nothing else took time — no implementation of these "
-             "settings can beat it on this machine.", "",
-             "| algo | env | MFLOP per update | bound (steps/s) | scgrad update, ms | scgrad update at % of the rate |",
-             "|---|---|---|---|---|---|"]
+             "settings can beat it on this machine. Target: 2.5× SB3's mean steps/s in the saved paired "
+             "100k-step runs of `rl_offpolicy.py` (SB3 ran beside scgrad there, on the other core); above 100% "
+             "of the bound it is out of reach, and near it a whole environment step — update, action, "
+             "environment, buffer — would have to run at that share of the peak rate.", "",
+             "| algo | env | MFLOP per update | bound (steps/s) | scgrad update, ms | scgrad update at % of the rate "
+             "| SB3 paired steps/s | target 2.5× SB3 | target as % of the bound |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         bound = rate * 1e9 / row["flops"]
         efficiency = row["flops"] / row["seconds"] / (rate * 1e9) * 100
+        sb3 = row["sb3"]
+        target = (f"{sb3:.1f} | {TARGET_RATIO * sb3:.0f} | {TARGET_RATIO * sb3 / bound * 100:.0f}%"
+                  if sb3 is not None else "— | — | —")
         lines.append(f"| {row['algo']} | {row['env']} | {row['flops'] / 1e6:,.0f} | {bound:,.0f} | "
-                     f"{row['seconds'] * 1e3:.2f} | {efficiency:.0f}% |")
+                     f"{row['seconds'] * 1e3:.2f} | {efficiency:.0f}% | {target} |")
     machine = _timing.machine()
     lines += ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}; "
               f"run {machine['date']}, 1-minute load average {os.getloadavg()[0]:.2f} at the end. Made by:", "",
@@ -117,10 +137,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     parser.add_argument("--updates", type=int, default=200, help="updates timed per algorithm")
+    parser.add_argument("--runs", type=Path, default=rl_offpolicy.RUNS,
+                        help="saved runs of rl_offpolicy.py, for SB3's paired speed")
     args = parser.parse_args(argv)
     single_thread()
+    runs = load_runs(args.runs)
     rate = matmul_rate()
-    rows = [{"algo": algo, "env": env, **measure(algo, env, args.updates)} for algo, env in PLAN]
+    rows = [{"algo": algo, "env": env, "sb3": sb3_paired_speed(runs, algo, env), **measure(algo, env, args.updates)}
+            for algo, env in PLAN]
     rate = max(rate, matmul_rate())  # measured again after: the better of the two
     section = render(rate, rows, command_line("rl_offpolicy_bound.py", argv if argv is not None else sys.argv[1:]))
     update_section(args.out, section, START_MARK, END_MARK)

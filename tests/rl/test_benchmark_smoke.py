@@ -60,11 +60,24 @@ def test_tiny_offpolicy_run_writes_its_section(tmp_path):
 BOUND = SCRIPT.parent / "rl_offpolicy_bound.py"
 
 
+def _sb3_run(runs: Path, algo: str, seed: int, steps_per_s: float, paired: bool, budget: int = 100_000) -> None:
+    """A saved SB3 run record with only the fields the bound script reads."""
+    record = {"impl": "sb3", "algo": algo, "env": "HalfCheetah-v5", "seed": seed, "paired": paired,
+              "budget": budget, "learning_starts": 10_000, "steps_per_s": steps_per_s}
+    (runs / f"sb3_{algo}_{seed}_{paired}_{budget}.json").write_text(json.dumps(record))
+
+
 def test_offpolicy_bound_writes_its_section(tmp_path):
     """Two timed updates per algorithm: the FLOP counts are those of the matched settings (SAC's
-    update on HalfCheetah is hundreds of MFLOP) and the bound follows from the measured rate."""
-    out = tmp_path / "RESULTS.md"
-    done = subprocess.run([sys.executable, str(BOUND), "--updates", "2", "--out", str(out)],
+    update on HalfCheetah is hundreds of MFLOP) and the bound follows from the measured rate. The
+    target is 2.5× the mean of SB3's paired runs of the plan's budget only; without any, a dash."""
+    out, runs = tmp_path / "RESULTS.md", tmp_path / "runs"
+    runs.mkdir()
+    _sb3_run(runs, "sac", 0, 90.0, paired=True)
+    _sb3_run(runs, "sac", 1, 110.0, paired=True)
+    _sb3_run(runs, "sac", 2, 1.0, paired=False)  # timed alone: not the paired speed
+    _sb3_run(runs, "sac", 3, 1.0, paired=True, budget=5_000)  # another budget
+    done = subprocess.run([sys.executable, str(BOUND), "--updates", "2", "--out", str(out), "--runs", str(runs)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     text = out.read_text()
@@ -78,6 +91,10 @@ def test_offpolicy_bound_writes_its_section(tmp_path):
         assert 100 < mflop < 5000
         # steps/s = (GFLOP/s) / (GFLOP per update), up to the rounding of the three printed numbers
         assert abs(bound - rate * 1e3 / mflop) <= 0.5 + bound * (0.5 / rate + 0.5 / mflop)
+    sac_bound = float(rows["sac"][3].replace(",", ""))
+    assert rows["sac"][6:8] == ["100.0", "250"]
+    assert abs(float(rows["sac"][8].rstrip("%")) - 250 / sac_bound * 100) <= 0.5 + 25_000 / sac_bound ** 2
+    assert rows["td3"][6:] == ["—", "—", "—"] and rows["ddpg"][6:] == ["—", "—", "—"]
 
 
 FAKE_RUN = """
