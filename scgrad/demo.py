@@ -120,6 +120,7 @@ def _fmt(v: torch.Tensor) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """The demo's command line (``python -m scgrad.demo --help``); ``argv`` defaults to sys.argv."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=400, help="independent gradient estimates")
     parser.add_argument("--batch", type=int, default=16, help="samples per estimate")

@@ -35,6 +35,7 @@ class Algorithm:
 
 
 def names() -> List[str]:
+    """The command-line names of every registered algorithm, sorted."""
     return sorted(_MODULES)
 
 

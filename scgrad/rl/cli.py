@@ -63,6 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def train(args: argparse.Namespace, rest: List[str]) -> int:
+    """``train ALGO --env ... [--resume]``: run (or continue) training; ``rest`` holds the
+    algorithm's name and its ``--setting value`` flags. Returns the exit code."""
     from .logger import read_config
 
     settings: Dict[str, Any] = {}
@@ -119,6 +121,8 @@ def _show(value: Any) -> str:
 
 
 def evaluate(args: argparse.Namespace, rest: List[str]) -> int:
+    """``eval DIR``: run a saved agent's episodes (and optionally record a video), print each
+    return and their summary. Returns the exit code."""
     from .evaluate import evaluate as run_episodes
     from .evaluate import load_agent, record_video, summary
 
@@ -139,6 +143,7 @@ def evaluate(args: argparse.Namespace, rest: List[str]) -> int:
 
 
 def plot(args: argparse.Namespace, rest: List[str]) -> int:
+    """``plot DIR [DIR ...]``: draw the runs' learning curves into one image. Returns the exit code."""
     from .plot import plot as draw
 
     print(f"plot: {draw(args.dirs, args.out, y=args.value)}")

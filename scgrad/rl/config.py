@@ -67,17 +67,20 @@ class RunConfig:
 
 # ------------------------------------------------------------------ validation helpers
 def require(condition: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
 
 
 def require_positive(config: Any, *names: str) -> None:
+    """A ``ConfigError`` naming the first of ``config``'s fields ``names`` that is not > 0."""
     for name in names:
         value = getattr(config, name)
         require(value > 0, f"{name} must be > 0, got {value}")
 
 
 def require_unit_interval(config: Any, *names: str) -> None:
+    """A ``ConfigError`` naming the first of ``config``'s fields ``names`` outside [0, 1]."""
     for name in names:
         value = getattr(config, name)
         require(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")

@@ -90,6 +90,7 @@ class RunFolder:
 
     @property
     def checkpoint_path(self) -> Optional[Path]:
+        """Where the run's checkpoint lives; none for a run without a folder."""
         return None if self.path is None else self.path / CHECKPOINT_FILE
 
     # -------------------------------------------------------------- logging

@@ -42,9 +42,11 @@ class RunningNormalizer:
         return ((x - self.mean) / std).clamp(-self.clip, self.clip).to(x.dtype)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
+        """Copies of the running mean, variance and count."""
         return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone()}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore ``state_dict``'s output; a ``ValueError`` if its shape is not this normaliser's."""
         if state["mean"].shape != self.mean.shape:
             raise ValueError(f"normaliser state has shape {tuple(state['mean'].shape)}, "
                              f"expected {tuple(self.mean.shape)}")

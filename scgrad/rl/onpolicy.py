@@ -225,7 +225,9 @@ class OnPolicyAlgorithm(Protocol):
 
     def __init__(self, config: Any) -> None: ...
 
-    def optimizers(self, model: ActorCritic) -> Dict[str, torch.optim.Optimizer]: ...
+    def optimizers(self, model: ActorCritic) -> Dict[str, torch.optim.Optimizer]:
+        """The optimisers by name (saved with checkpoints under those names)."""
+        ...
 
     def update(self, model: ActorCritic, optimizers: Dict[str, torch.optim.Optimizer],
                batch: Batch) -> Dict[str, float]:

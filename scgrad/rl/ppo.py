@@ -71,15 +71,19 @@ class PPO:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
+        """Adam for the policy ("pi") and for the critic ("v")."""
         # one each: after an early stop the policy's optimiser must not step (momentum would move it)
         c = self.config
         return {"pi": adam(model.pi, c.pi_lr, c.adam_eps), "v": adam(model.v, c.vf_lr, c.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
+        """The policy graph with a clipped importance-weighted action node (baseline −V)."""
         estimator = ImportanceWeighted(batch.logp, clip=self.config.clip_ratio, baseline=-batch.v)
         return policy_loss(model.pi, batch, estimator)
 
     def update(self, model, optimizers, batch: Batch) -> Dict[str, float]:
+        """``update_epochs`` passes over shuffled minibatches of the clipped surrogate and the
+        value loss; the policy stops stepping once its KL to π_old passes 1.5·``target_kl``."""
         c = self.config
         with torch.no_grad():
             before = self.loss_pi(model, batch)

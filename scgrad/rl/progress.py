@@ -43,6 +43,7 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
+        """End the bar's line (on a terminal, where it was redrawn in place)."""
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

@@ -93,6 +93,7 @@ class EnvRunner:
                 "ep_len": self.ep_len.copy(), "finished": list(self.finished)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue from ``state_dict``'s output: the env it holds replaces the current one."""
         self.env.close()
         self.env = load_env(state["env"])
         self.obs = state["obs"].clone()

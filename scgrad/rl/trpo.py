@@ -63,12 +63,17 @@ class TRPO:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
+        """Adam for the critic only ("v"): the policy moves by the natural-gradient step."""
         return {"v": adam(model.v, self.config.vf_lr, self.config.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
+        """The policy graph with an importance-weighted action node (ratio to π_old, baseline −V)."""
         return policy_loss(model.pi, batch, ImportanceWeighted(batch.logp, baseline=-batch.v))
 
     def update(self, model, optimizers, batch: Batch) -> Dict[str, float]:
+        """The natural-gradient step F⁻¹∇L (conjugate gradient on Fisher-vector products),
+        scaled to KL = ``delta`` and backtracked until the loss improves within the KL bound;
+        then ``train_v_iters`` critic steps."""
         c = self.config
         params = [p for p in model.pi.parameters() if p.requires_grad]
         with torch.no_grad():

@@ -51,13 +51,16 @@ class VPG:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
+        """Adam for the policy ("pi") and for the critic ("v")."""
         c = self.config
         return {"pi": adam(model.pi, c.pi_lr, c.adam_eps), "v": adam(model.v, c.vf_lr, c.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
+        """The policy graph with a score-function action node baselined by −V."""
         return policy_loss(model.pi, batch, ScoreFunction(baseline=-batch.v))
 
     def update(self, model, optimizers, batch: Batch) -> Dict[str, float]:
+        """One policy step (with the entropy bonus), then ``train_v_iters`` critic steps."""
         c = self.config
         pl = self.loss_pi(model, batch)
         entropy = pl.dist.entropy().mean()
