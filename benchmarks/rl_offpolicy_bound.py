@@ -7,9 +7,11 @@ counts them (``torch.utils.flop_counter.FlopCounterMode`` over one of scgrad's u
 the settings of ``rl_offpolicy.py``), measures the machine's single-thread matrix-product rate
 (256×256 by 256×256, the networks' largest shape) and divides: the steps per second that no
 implementation doing one such update per environment step can beat on this CPU, even with
-free environments and no Python. It also times scgrad's update itself against that bound, and
-sets the issue's speed target (2.5× SB3's steps/s in the saved paired runs of
-``rl_offpolicy.py``) beside it.
+free environments and no Python. A tighter bound follows from the products themselves: every
+matrix product one update dispatches (forward and backward, recorded below autograd with their
+shapes and memory layouts) is timed alone and the times summed — what the update costs if all
+its other tensor operations were free. Beside both: scgrad's update time, and the issue's speed
+target (2.5× SB3's steps/s in the saved paired runs of ``rl_offpolicy.py``).
 
     python benchmarks/rl_offpolicy_bound.py            # writes the rl_offpolicy_bound section
 
@@ -23,10 +25,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
@@ -50,6 +54,55 @@ def sb3_paired_speed(runs: List[Dict[str, object]], algo: str, env: str) -> Opti
               if (r["impl"], r["algo"], r["env"], r["paired"]) == ("sb3", algo, env, True)
               and r["budget"] == rl_offpolicy.PLAN[0][2] and r["learning_starts"] == rl_offpolicy.LEARNING_STARTS]
     return float(np.mean(speeds)) if speeds else None
+
+
+MATRIX_PRODUCTS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
+                   torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default}
+Layout = Tuple[Tuple[int, ...], Tuple[int, ...]]  # a tensor argument's (shape, stride)
+
+
+class ProductRecorder(TorchDispatchMode):
+    """Counts the matrix products dispatched inside it by (op, argument layouts, keyword
+    arguments), and every other op in ``other``. Below autograd: backward's products count too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.products: Counter = Counter()
+        self.other = 0
+
+    def __torch_dispatch__(self, func: Callable, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        kwargs = kwargs or {}
+        if func in MATRIX_PRODUCTS:
+            layouts = tuple((tuple(a.shape), a.stride()) if isinstance(a, torch.Tensor) else a for a in args)
+            self.products[(func, layouts, tuple(sorted(kwargs.items())))] += 1
+        else:
+            self.other += 1
+        return func(*args, **kwargs)
+
+
+def _tensor_like(layout: Layout) -> torch.Tensor:
+    """Random float32 data with the given shape and strides (expanded dims, stride 0, included)."""
+    shape, stride = layout
+    size = 1 + sum((n - 1) * step for n, step in zip(shape, stride))
+    return torch.randn(size).as_strided(shape, stride)
+
+
+def time_products(products: Counter, per: int, rounds: int = 5, repeats: int = 40) -> float:
+    """Seconds the recorded products take alone, divided by ``per`` (the updates recorded): each
+    distinct call timed on fresh data of its layout, best of ``rounds``, times its count."""
+    total = 0.0
+    for (func, layouts, kwargs), count in products.items():
+        args = [_tensor_like(a) if isinstance(a, tuple) else a for a in layouts]
+        for _ in range(5):
+            func(*args, **dict(kwargs))
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                func(*args, **dict(kwargs))
+            best = min(best, (time.perf_counter() - start) / repeats)
+        total += best * count
+    return total / per
 
 
 def matmul_rate(size: int = 256, repeats: int = 2000) -> float:
@@ -77,8 +130,9 @@ def filled_buffer(obs_dim: int, act_dim: int, n: int = 5000) -> ReplayBuffer:
 
 
 def measure(algo: str, env_id: str, updates: int = 200) -> Dict[str, float]:
-    """FLOPs per update (averaged over TD3's critic-only and critic-and-actor steps) and the
-    mean wall time of scgrad's update with the benchmark's matched settings."""
+    """Per update of scgrad's with the benchmark's matched settings (averaged over TD3's
+    critic-only and critic-and-actor steps): FLOPs, the time of its matrix products alone, its
+    other tensor ops, and its mean wall time."""
     from torch.utils.flop_counter import FlopCounterMode
 
     algorithm = algorithms.get(algo)
@@ -95,36 +149,48 @@ def measure(algo: str, env_id: str, updates: int = 200) -> Dict[str, float]:
     with FlopCounterMode(display=False) as counter:
         for _ in range(2):
             update.update(buffer.sample(config.batch_size))
+    with ProductRecorder() as recorder:
+        for _ in range(2):
+            update.update(buffer.sample(config.batch_size))
     start = time.perf_counter()
     for _ in range(updates):
         update.update(buffer.sample(config.batch_size))
     seconds = (time.perf_counter() - start) / updates
-    return {"flops": counter.get_total_flops() / 2, "seconds": seconds}
+    return {"flops": counter.get_total_flops() / 2, "seconds": seconds,
+            "products": time_products(recorder.products, per=2), "other_ops": recorder.other / 2}
 
 
 def render(rate: float, rows: List[Dict[str, object]], command: str) -> str:
-    """The section: one row per (algo, env) with its FLOPs, bound, scgrad's update time and,
-    where SB3's paired runs are saved (``row["sb3"]`` not None), the target against the bound."""
-    lines = [START_MARK, "## Off-policy RL: the arithmetic bound of one update per step", "",
+    """The section: one row per (algo, env) with its FLOPs, both bounds, scgrad's update time
+    and, where SB3's paired runs are saved (``row["sb3"]`` not None), the target against the
+    tighter bound."""
+    lines = [START_MARK, "## Off-policy RL: the arithmetic bounds of one update per step", "",
              f"One torch thread multiplies 256×256 matrices at **{rate:.0f} GFLOP/s** here (best of 5 rounds). "
              "FLOPs: `FlopCounterMode` over scgrad's update with `rl_offpolicy.py`'s matched settings "
              "(batch 256; SAC 256-256, TD3/DDPG 400-300 networks; TD3 averaged over a critic-only and a "
-             "critic-and-actor step). Bound: the steps per second of one update per environment step if "
-             "the update ran at that rate and nothing else took time — no implementation of these "
-             "settings can beat it on this machine. Target: 2.5× SB3's mean steps/s in the saved paired "
-             "100k-step runs of `rl_offpolicy.py` (SB3 ran beside scgrad there, on the other core); above 100% "
-             "of the bound it is out of reach, and near it a whole environment step — update, action, "
-             "environment, buffer — would have to run at that share of the peak rate.", "",
-             "| algo | env | MFLOP per update | bound (steps/s) | scgrad update, ms | scgrad update at % of the rate "
-             "| SB3 paired steps/s | target 2.5× SB3 | target as % of the bound |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "critic-and-actor step). Peak bound: the steps per second of one update per environment step "
+             "if the update ran at that rate and nothing else took time — no implementation of these "
+             "settings can beat it on this machine. Products' bound: the same from the update's own matrix "
+             "products (forward and backward, with their shapes and memory layouts, recorded under a "
+             "`TorchDispatchMode`), each timed alone (best of 5 rounds) — the update's speed if its other "
+             "tensor ops, the environment, acting and sampling the buffer took no time. Target: 2.5× SB3's "
+             "mean steps/s in the saved paired 100k-step runs of `rl_offpolicy.py` (SB3 ran beside scgrad "
+             "there, on the other core); at 100% of the products' bound or above it is out of reach for "
+             "any implementation that does these products one by one, and below it the rest of a step "
+             "must fit in what is left.", "",
+             "| algo | env | MFLOP per update | peak bound (steps/s) | products alone, ms | products' bound (steps/s) "
+             "| other tensor ops per update | scgrad update, ms | scgrad update at % of the peak rate "
+             "| SB3 paired steps/s | target 2.5× SB3 | target as % of the products' bound |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         bound = rate * 1e9 / row["flops"]
         efficiency = row["flops"] / row["seconds"] / (rate * 1e9) * 100
         sb3 = row["sb3"]
-        target = (f"{sb3:.1f} | {TARGET_RATIO * sb3:.0f} | {TARGET_RATIO * sb3 / bound * 100:.0f}%"
+        products_bound = 1.0 / row["products"]
+        target = (f"{sb3:.1f} | {TARGET_RATIO * sb3:.0f} | {TARGET_RATIO * sb3 / products_bound * 100:.0f}%"
                   if sb3 is not None else "— | — | —")
         lines.append(f"| {row['algo']} | {row['env']} | {row['flops'] / 1e6:,.0f} | {bound:,.0f} | "
+                     f"{row['products'] * 1e3:.2f} | {products_bound:,.0f} | {row['other_ops']:.0f} | "
                      f"{row['seconds'] * 1e3:.2f} | {efficiency:.0f}% | {target} |")
     machine = _timing.machine()
     lines += ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}; "

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "rl_onpolicy.py"
 
 
@@ -91,10 +93,39 @@ def test_offpolicy_bound_writes_its_section(tmp_path):
         assert 100 < mflop < 5000
         # steps/s = (GFLOP/s) / (GFLOP per update), up to the rounding of the three printed numbers
         assert abs(bound - rate * 1e3 / mflop) <= 0.5 + bound * (0.5 / rate + 0.5 / mflop)
-    sac_bound = float(rows["sac"][3].replace(",", ""))
-    assert rows["sac"][6:8] == ["100.0", "250"]
-    assert abs(float(rows["sac"][8].rstrip("%")) - 250 / sac_bound * 100) <= 0.5 + 25_000 / sac_bound ** 2
-    assert rows["td3"][6:] == ["—", "—", "—"] and rows["ddpg"][6:] == ["—", "—", "—"]
+        products_ms, products_bound = float(cells[4]), float(cells[5].replace(",", ""))
+        assert abs(products_bound - 1e3 / products_ms) <= 0.5 + products_bound * 0.005 / products_ms
+        assert int(cells[6]) > 10  # the update's other tensor ops: activations, losses, optimiser, ...
+    sac_products_bound = float(rows["sac"][5].replace(",", ""))
+    assert rows["sac"][9:11] == ["100.0", "250"]
+    assert abs(float(rows["sac"][11].rstrip("%")) - 250 / sac_products_bound * 100) \
+        <= 0.5 + 25_000 / sac_products_bound ** 2
+    assert rows["td3"][9:] == ["—", "—", "—"] and rows["ddpg"][9:] == ["—", "—", "—"]
+
+
+def test_product_recorder_counts_forward_and_backward_products():
+    """A linear layer's forward is one addmm; its backward two products (input and weight
+    gradients), each with the layouts autograd used (the weight enters transposed, as a view),
+    which replay on fresh data of the same layout (stride-0 expanded dims included)."""
+    spec = importlib.util.spec_from_file_location("rl_offpolicy_bound", BOUND)
+    bound = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BOUND.parent))
+    try:
+        spec.loader.exec_module(bound)
+    finally:
+        sys.path.remove(str(BOUND.parent))
+    layer = torch.nn.Linear(8, 4)
+    x = torch.randn(16, 8, requires_grad=True)
+    with bound.ProductRecorder() as recorder:
+        layer(x).relu().sum().backward()
+    ops = [func for func, _, _ in recorder.products.elements()]
+    assert ops.count(torch.ops.aten.addmm.default) == 1 and ops.count(torch.ops.aten.mm.default) == 2
+    assert recorder.other > 0  # relu, its backward, sum, ...
+    layouts = {func: layouts for func, layouts, _ in recorder.products}
+    assert layouts[torch.ops.aten.addmm.default][1:] == (((16, 8), (8, 1)), ((8, 4), (1, 8)))  # x, Wᵀ (a view)
+    assert bound.time_products(recorder.products, per=1, rounds=1, repeats=2) > 0
+    expanded = bound._tensor_like(((3, 4, 5), (0, 5, 1)))
+    assert expanded.shape == (3, 4, 5) and expanded.stride() == (0, 5, 1)
 
 
 FAKE_RUN = """
