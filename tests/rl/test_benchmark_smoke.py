@@ -60,6 +60,19 @@ def test_tiny_offpolicy_run_writes_its_section(tmp_path):
 
 
 BOUND = SCRIPT.parent / "rl_offpolicy_bound.py"
+PARTS = SCRIPT.parent / "rl_parts.py"
+
+
+def _load_benchmark(path: Path):
+    """Import a benchmark script as a module (its folder on sys.path for its helpers)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
 
 
 def _sb3_run(runs: Path, algo: str, seed: int, steps_per_s: float, paired: bool, budget: int = 100_000) -> None:
@@ -107,13 +120,7 @@ def test_product_recorder_counts_forward_and_backward_products():
     """A linear layer's forward is one addmm; its backward two products (input and weight
     gradients), each with the layouts autograd used (the weight enters transposed, as a view),
     which replay on fresh data of the same layout (stride-0 expanded dims included)."""
-    spec = importlib.util.spec_from_file_location("rl_offpolicy_bound", BOUND)
-    bound = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BOUND.parent))
-    try:
-        spec.loader.exec_module(bound)
-    finally:
-        sys.path.remove(str(BOUND.parent))
+    bound = _load_benchmark(BOUND)
     layer = torch.nn.Linear(8, 4)
     x = torch.randn(16, 8, requires_grad=True)
     with bound.ProductRecorder() as recorder:
@@ -196,3 +203,29 @@ def test_permutation_p_exact_values_sampled_agreement_and_bad_input():
         assert "two values" in str(error)
     else:
         raise AssertionError("one value on a side must be refused")
+
+
+def test_rl_parts_writes_every_comparison(tmp_path):
+    """A tiny run writes one table per comparison, each with scgrad's variant at ratio 1.00."""
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, str(PARTS), "--rounds", "3", "--scale", "0.05", "--warm-updates", "20",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    for variant in ("FlatAdam", "optim.clip_grad_norm_", "numpy_forward", "frozen", "flushed"):
+        assert f"| {variant} (scgrad) | " in text and "| 1.00 [1.00, 1.00] |" in text
+    for alternative in ("Adam(fused=True)", "torch.nn.utils.clip_grad_norm_", "forward_fast", "net(x)",
+                        "gradients_on", "functional_call", "not flushed"):
+        assert f"| {alternative} | " in text
+
+
+def test_subnormal_share_counts_only_subnormal_entries():
+    """Negative control included: normal values and zeros are not subnormal."""
+    parts = _load_benchmark(PARTS)
+    weight = torch.nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.Adam([weight])
+    optimizer.state[weight] = {"step": torch.tensor(3.0), "exp_avg": torch.tensor([1e-40, 1.0, 0.0, -1e-39]),
+                               "exp_avg_sq": torch.tensor([1e-30, 2.0, 0.0, 3.0])}
+    assert parts.subnormal_share({"opt": optimizer}) == 2 / 8
+    optimizer.state[weight]["exp_avg"] = torch.tensor([1e-30, 1.0, 0.0, -1.0])
+    assert parts.subnormal_share({"opt": optimizer}) == 0.0
