@@ -61,8 +61,9 @@ class OffPolicyConfig(RunConfig):
             experience only), so it no longer equals an uninterrupted run.
         flush_denormal: treat subnormal floats as zero while training (``torch.set_flush_denormal``;
             switched off again afterwards). Adam's first moments of dead ReLU units decay
-            into the subnormal range, where x86 arithmetic is slow: measured about a fifth less
-            time per SAC gradient step on Pendulum.
+            into the subnormal range, where x86 arithmetic is slow: with 14% of the moments
+            subnormal, a SAC gradient step took 1.39× as long without flushing
+            (``benchmarks/rl_parts.py``).
     """
 
     hidden_sizes: Tuple[int, ...] = (256, 256)
@@ -136,9 +137,9 @@ def frozen(module: nn.Module) -> Iterator[None]:
     """No parameter gradients for ``module`` inside the block: the actor's step needs dQ/da,
     not dQ/dθ_Q, and skipping the weight gradients saves their matrix products.
 
-    Toggling ``requires_grad`` was the fastest way measured (a SAC actor step with 256-256
-    networks, batch 100: 2.18 ms, against 2.46 ms leaving the critic's gradients on and 2.34 ms
-    calling it through ``torch.func.functional_call`` with detached parameters).
+    Toggling ``requires_grad`` is the simplest of the fast ways: in ``benchmarks/rl_parts.py``
+    (a SAC actor step, 256-256 networks, batch 100) leaving the critics' gradients on took
+    1.15× as long, and ``torch.func.functional_call`` with detached parameters about as long.
     """
     params = [p for p in module.parameters() if p.requires_grad]
     for p in params:

@@ -212,8 +212,8 @@ def fit_value(value: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, 
 
 
 def adam(module: nn.Module, lr: float, eps: float = 1e-8) -> FlatAdam:
-    """Adam for one network, its parameters flattened (``optim.FlatAdam``: about a quarter
-    cheaper per step than fused Adam over the separate tensors on these small networks)."""
+    """Adam for one network, its parameters flattened (``optim.FlatAdam``: on these small
+    networks fused Adam over the separate tensors is slower, see ``benchmarks/rl_parts.py``)."""
     return FlatAdam([(module, lr)], eps=eps)
 
 
