@@ -21,7 +21,6 @@ neighbour (two hardware threads of one core share its arithmetic units).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,9 +32,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _timing  # noqa: E402
 import rl_offpolicy  # noqa: E402
-from _results import update_section  # noqa: E402
+from _results import made_by, update_section  # noqa: E402
 from _rl_common import command_line, load_runs, single_thread  # noqa: E402
 
 from scgrad.rl import algorithms  # noqa: E402
@@ -200,10 +198,7 @@ def render(rate: float, rows: List[Dict[str, object]], command: str) -> str:
         lines.append(f"| {row['algo']} | {row['env']} | {row['flops'] / 1e6:,.0f} | {bound:,.0f} | "
                      f"{row['products'] * 1e3:.2f} | {products_bound:,.0f} | {row['other_ops']:.0f} | "
                      f"{row['seconds'] * 1e3:.2f} | {efficiency:.0f}% | {target} |")
-    machine = _timing.machine()
-    lines += ["", f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}; "
-              f"run {machine['date']}, 1-minute load average {os.getloadavg()[0]:.2f} at the end. Made by:", "",
-              "```bash", command, "```", END_MARK]
+    lines += ["", *made_by(command), END_MARK]
     return "\n".join(lines)
 
 

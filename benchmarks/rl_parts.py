@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import os
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -40,7 +38,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
-from _results import update_section  # noqa: E402
+from _results import made_by, update_section  # noqa: E402
 from _rl_common import command_line, single_thread  # noqa: E402
 from rl_offpolicy_bound import filled_buffer  # noqa: E402
 
@@ -209,10 +207,7 @@ def render(parts: Sequence[Dict[str, object]], denormals: Dict[str, object], war
         lines += [*table(denormals["times"], "flushed"), ""]
     else:
         lines += ["This CPU cannot flush subnormals (`torch.set_flush_denormal` returned False).", ""]
-    machine = _timing.machine()
-    lines += [f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, torch {machine['torch']}; "
-              f"run {machine['date']}, 1-minute load average {os.getloadavg()[0]:.2f} at the end. Made by:", "",
-              "```bash", command, "```", END_MARK]
+    lines += [*made_by(command), END_MARK]
     return "\n".join(lines)
 
 
