@@ -138,10 +138,24 @@ def test_product_recorder_counts_forward_and_backward_products():
 FAKE_RUN = """
 import os, sys, time
 args = sys.argv[1:]
-runs, impl, log = args[args.index("--runs") + 1], args[args.index("--impl") + 1], args[args.index("--log") + 1]
+value = lambda name: args[args.index(name) + 1] if name in args else None
+runs, impl, log, real = value("--runs"), value("--impl"), value("--log"), value("--real")
+def filler_starts():
+    if not os.path.exists(log):
+        return 0
+    with open(log) as f:
+        return sum(1 for line in f if line.split()[:2] == ["start", "fast"] and line.split()[2] != real)
+earlier_fillers = filler_starts() if real else 0
 with open(log, "a") as f:
     f.write(f"start {impl} {runs}\\n")
-time.sleep({"fast": 0.5, "slow": 3.0}.get(impl, 0.0))
+if impl == "slow" and real:  # a handshake, not a race: end once a second filler has started
+    deadline = time.time() + 60
+    while filler_starts() < 2 and time.time() < deadline:
+        time.sleep(0.05)
+elif impl == "fast" and real and runs != real and earlier_fillers >= 1:
+    time.sleep(60)  # the second filler: still running when the slow run ends, so it is killed
+else:
+    time.sleep({"fast": 0.5, "slow": 1.0}.get(impl, 0.0))
 with open(log, "a") as f:
     f.write(f"end {impl} {runs}\\n")
 sys.exit(1 if impl == "bad" else 0)
@@ -160,10 +174,11 @@ def _run_pair_module():
 def test_run_pair_fills_the_finished_side_until_the_other_ends(tmp_path):
     """The fast run ends first; fillers (its command, another runs folder) keep running, one
     after another, until the slow run ends, and the last is killed then; the scratch folder is
-    removed."""
+    removed. The fake slow run ends once a second filler has started (the first filler ends
+    on its own after 0.5 s, the second would sleep a minute), so no timing can break this test."""
     script, log = tmp_path / "fake.py", tmp_path / "log.txt"
     script.write_text(FAKE_RUN)
-    argv = ["--runs", str(tmp_path / "runs"), "--log", str(log)]
+    argv = ["--runs", str(tmp_path / "runs"), "--log", str(log), "--real", str(tmp_path / "runs")]
     _run_pair_module().run_pair(script, argv, "fake", impls=("fast", "slow"), fill=True)
     events = [line.split() for line in log.read_text().splitlines()]
     real = str(tmp_path / "runs")
