@@ -28,6 +28,20 @@ def single_thread() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimiser imports torch._dynamo (~1 s)
 
 
+def positive(kind: type = int):
+    """An argparse ``type`` for numbers > 0 of ``kind``: anything else is a usage error that
+    names the value (argparse prints it and exits with status 2)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
 def command_line(script: str, argv: Sequence[str]) -> str:
     """How a run was started, as a reader would type it from the repository root."""
     return (f"python benchmarks/{script} " + " ".join(map(shlex.quote, argv))).strip()

@@ -34,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rl_offpolicy  # noqa: E402
 from _results import made_by, update_section  # noqa: E402
-from _rl_common import command_line, load_runs, single_thread  # noqa: E402
+from _rl_common import command_line, load_runs, positive, single_thread  # noqa: E402
 
 from scgrad.rl import algorithms  # noqa: E402
 from scgrad.rl.envs import make_vector_env  # noqa: E402
@@ -205,7 +205,7 @@ def render(rate: float, rows: List[Dict[str, object]], command: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
-    parser.add_argument("--updates", type=int, default=200, help="updates timed per algorithm (5 blocks)")
+    parser.add_argument("--updates", type=positive(), default=200, help="updates timed per algorithm (5 blocks)")
     parser.add_argument("--runs", type=Path, default=rl_offpolicy.RUNS,
                         help="saved runs of rl_offpolicy.py, for SB3's paired speed")
     args = parser.parse_args(argv)

@@ -39,7 +39,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402
 from _results import made_by, update_section  # noqa: E402
-from _rl_common import command_line, single_thread  # noqa: E402
+from _rl_common import command_line, positive, single_thread  # noqa: E402
 from rl_offpolicy_bound import filled_buffer  # noqa: E402
 
 from scgrad.rl.networks import forward_fast, mlp, numpy_forward  # noqa: E402
@@ -150,6 +150,8 @@ def subnormal_share(optimizers: Mapping[str, torch.optim.Optimizer]) -> float:
 
 def sac_denormals(warm_updates: int, rounds: int, inner: int) -> Dict[str, object]:
     """SAC gradient steps with and without flushing, from the same saved state every block."""
+    if not torch.set_flush_denormal(False):  # probes support (the default is off): nothing to compare
+        return {"supported": False}
     torch.manual_seed(0)
     config = SACConfig(env="Pendulum-v1", batch_size=100)
     model = SAC.make_model(config, gym.spaces.Box(-np.inf, np.inf, (3,)), gym.spaces.Box(-2.0, 2.0, (1,)))
@@ -170,8 +172,6 @@ def sac_denormals(warm_updates: int, rounds: int, inner: int) -> Dict[str, objec
         finally:
             torch.set_flush_denormal(False)
 
-    if not torch.set_flush_denormal(False):  # probes support; the default is off
-        return {"supported": False, "share": share, "times": {}}
     times: Dict[str, List[float]] = {"flushed": [], "not flushed": []}
     order = random.Random(0)
     for _ in range(rounds):
@@ -201,12 +201,13 @@ def render(parts: Sequence[Dict[str, object]], denormals: Dict[str, object], war
              "alternative takes longer than what scgrad uses.", ""]
     for part in parts:
         lines += [f"**{part['title']}** ({part['rounds']} rounds)", "", *table(part["times"], part["ours"]), ""]
-    lines += [f"**SAC gradient step, subnormals flushed or not** (after {warm_updates:,} updates; "
-              f"{denormals['share']:.1%} of Adam's moment entries are subnormal then)", ""]
     if denormals["supported"]:
-        lines += [*table(denormals["times"], "flushed"), ""]
+        lines += [f"**SAC gradient step, subnormals flushed or not** (after {warm_updates:,} updates; "
+                  f"{denormals['share']:.1%} of Adam's moment entries are subnormal then)", "",
+                  *table(denormals["times"], "flushed"), ""]
     else:
-        lines += ["This CPU cannot flush subnormals (`torch.set_flush_denormal` returned False).", ""]
+        lines += ["**SAC gradient step, subnormals flushed or not**: not measured, this CPU cannot flush "
+                  "subnormals (`torch.set_flush_denormal` returned False).", ""]
     lines += [*made_by(command), END_MARK]
     return "\n".join(lines)
 
@@ -214,9 +215,9 @@ def render(parts: Sequence[Dict[str, object]], denormals: Dict[str, object], war
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
-    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds per comparison")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the calls per timed block")
-    parser.add_argument("--warm-updates", type=int, default=3000, help="SAC updates before the subnormal test")
+    parser.add_argument("--rounds", type=positive(), default=30, help="interleaved rounds per comparison")
+    parser.add_argument("--scale", type=positive(float), default=1.0, help="multiplies the calls per timed block")
+    parser.add_argument("--warm-updates", type=positive(), default=3000, help="SAC updates before the subnormal test")
     args = parser.parse_args(argv)
     single_thread()
     inner = lambda n: max(1, int(n * args.scale))  # noqa: E731

@@ -163,12 +163,8 @@ sys.exit(1 if impl == "bad" else 0)
 
 
 def _run_pair_module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import _rl_common
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return _rl_common
+    """``benchmarks/_rl_common.py``, where ``run_pair`` and the statistics live."""
+    return _load_benchmark(SCRIPT.parent / "_rl_common.py")
 
 
 def test_run_pair_fills_the_finished_side_until_the_other_ends(tmp_path):
@@ -244,3 +240,16 @@ def test_subnormal_share_counts_only_subnormal_entries():
     assert parts.subnormal_share({"opt": optimizer}) == 2 / 8
     optimizer.state[weight]["exp_avg"] = torch.tensor([1e-30, 1.0, 0.0, -1.0])
     assert parts.subnormal_share({"opt": optimizer}) == 0.0
+
+
+def test_new_benchmarks_refuse_non_positive_counts(tmp_path):
+    """A zero or negative count is a usage error naming the value (status 2), not a crash
+    deep in the statistics, and nothing is written."""
+    out = tmp_path / "RESULTS.md"
+    for script, args in [(PARTS, ["--rounds", "0"]), (PARTS, ["--scale", "-1"]), (PARTS, ["--warm-updates", "x"]),
+                         (BOUND, ["--updates", "0"])]:
+        done = subprocess.run([sys.executable, str(script), *args, "--out", str(out)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (script.name, args, done.stderr[-500:])
+        assert args[0] in done.stderr and (f"got {args[1]}" in done.stderr or "'x' is not an integer" in done.stderr)
+        assert not out.exists()
