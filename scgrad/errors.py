@@ -10,4 +10,5 @@ class ShapeError(GraphError):
 
 
 class NonFiniteCostError(GraphError, FloatingPointError):
-    """A cost contains NaN or an infinity, so no meaningful gradient exists."""
+    """A cost or a node's log-probability contains NaN or an infinity, so no meaningful
+    gradient exists (an infinite or out-of-support ``value=``, NaN distribution parameters)."""

@@ -1,7 +1,8 @@
 """The stochastic computation graph: records nodes as the forward pass runs, builds the surrogate."""
 from __future__ import annotations
 
-from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
+import threading
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Union
 
 import networkx as nx
 import torch
@@ -38,10 +39,16 @@ class Graph:
             to the batch rank of the first enumerated node.
         override_estimator: ``f(name, dist, requested) -> Estimator`` replacing every node's
             estimator; ``scgrad.testing`` uses it to enumerate a model exactly.
-        check_finite: ``surrogate()`` raises ``NonFiniteCostError`` for a NaN or infinite cost.
-            The check reads one flag back from the device per graph; a training loop that
-            guards against divergence itself (as ``scgrad.rl``'s does) can turn it off to keep
-            its inner loop free of host synchronisations.
+        check_finite: ``surrogate()`` raises ``NonFiniteCostError`` for a NaN or infinite cost
+            or log-probability (an infinite ``value=``, NaN distribution parameters). The check
+            reads the flags back from the device in one synchronisation per graph; a training
+            loop that guards against divergence itself (as ``scgrad.rl``'s does) can turn it
+            off to keep its inner loop free of host synchronisations.
+
+    A tracked graph is recorded from the thread that entered it (torch's mode stack is per
+    thread, so another thread's operations are invisible). Graphs may nest, and their ``with``
+    blocks may interleave (a generator's graph exits while a graph entered after it is open):
+    each keeps tracking until its own block ends.
     """
 
     def __init__(self, batch_ndim: Optional[int] = None,
@@ -57,6 +64,8 @@ class Graph:
         self._batch_ndim = batch_ndim
         self._enum_dims = 0
         self._check_costs = check_finite
+        self._thread: Optional[int] = None  # the entering thread, whose mode stack tracks
+        self._no_grad: Set[str] = set()  # nodes sampled under torch.no_grad()
 
     # ----------------------------------------------------------------- recording
     def __enter__(self) -> "Graph":
@@ -66,13 +75,21 @@ class Graph:
             raise GraphError("enter the Graph (`with g:`) before recording any node")
         self._tracker = Provenance()
         self._tracker.__enter__()
+        self._thread = threading.get_ident()
         self._inside = True
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._inside = False
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
         assert self._tracker is not None
-        self._tracker.__exit__(*exc)
+        if threading.get_ident() != self._thread:
+            raise GraphError("a Graph must be left (end of `with g:`) in the thread that entered it: "
+                             "torch's mode stack, which does the tracking, is per thread")
+        self._inside = False
+        # Out of order (interleaved `with` blocks) is fine: the tracker leaves from wherever it
+        # is on the stack, and the graphs entered after it keep tracking.
+        if not self._tracker.leave() and exc_type is None:
+            raise GraphError("this Graph's tracking was taken off torch's mode stack by something else "
+                             "while `with g:` was open; dependencies recorded since may be missing")
 
     def sample(self, name: str, dist: Distribution, estimator: Optional[Estimator] = None,
                value: Optional[torch.Tensor] = None,
@@ -102,7 +119,18 @@ class Graph:
         if not isinstance(chosen, Estimator):
             raise TypeError(f"node '{name}': estimator must be a scgrad.estimators.Estimator, "
                             f"got {type(chosen).__name__}")
-        drawn = chosen.draw(dist, DrawContext(name, value, self._new_enum_dim))
+        try:
+            drawn = chosen.draw(dist, DrawContext(name, value, self._new_enum_dim))
+        except GraphError:
+            raise  # ours: already names the node
+        except (ValueError, TypeError, RuntimeError, IndexError) as error:  # torch's: add the node
+            raise _in_context(error, _describe(name, dist, value)) from error
+        # Shapes, not numel(): inside `with g:` every tensor method call goes through the tracker.
+        if 0 in drawn.value.shape or (drawn.log_prob is not None and 0 in drawn.log_prob.shape):
+            raise ShapeError(f"{_describe(name, dist, drawn.value)} is empty: an empty batch has no "
+                             "mean, so the surrogate would be NaN; skip the graph for an empty batch")
+        if not torch.is_grad_enabled():
+            self._no_grad.add(name)
         parents = self._parents(declared, drawn.value, drawn.log_prob)
         self._stochastic[name] = StochasticNode(
             name=name, dist=dist, value=drawn.value, log_prob=drawn.log_prob, estimator=chosen,
@@ -117,16 +145,21 @@ class Graph:
 
         Args:
             name: unique node name.
-            value: shape = the batch shape of the samples it depends on (a scalar broadcasts);
-                keep it differentiable where pathwise gradients should flow.
+            value: shape = the batch shape of the samples it depends on, or fewer dimensions
+                (shapes align from the right; a scalar broadcasts); more dimensions than a scored
+                node upstream of it are allowed only for enumerated supports. Keep it
+                differentiable where pathwise gradients should flow.
             depends_on: names of nodes the cost depends on in ways torch cannot see (a cost
                 computed in NumPy, an environment step).
         """
         declared = self._open_node(name, depends_on)
         if not isinstance(value, torch.Tensor):
-            value = torch.as_tensor(value)
+            value = _as_cost_tensor(name, value)
         if not value.is_floating_point():
             value = value.to(torch.get_default_dtype())
+        if 0 in value.shape:
+            raise ShapeError(f"cost '{name}' is empty (shape {tuple(value.shape)}): an empty batch has "
+                             "no mean, so the surrogate would be NaN; skip the graph for an empty batch")
         self._costs[name] = CostNode(name, value, self._parents(declared, value))
         return value
 
@@ -181,10 +214,13 @@ class Graph:
                              "record a new Graph for each forward pass")
         if not self._costs:
             raise GraphError("surrogate() needs at least one cost; record one with g.cost(name, value)")
+        ancestors = self._ancestors()
+        self._check_cost_shapes(ancestors)
         if self._check_costs:
             self._check_finite()
+        if torch.is_grad_enabled():
+            self._check_gradients(ancestors)
         self._built = True
-        ancestors = self._ancestors()
         terms = self._node_terms(ancestors)
         # Terms with the same upstream log-weights and shape share one exp(τ)·(Σ terms): an
         # identity at every order, and cheaper (a baseline folds into its costs: exp(ℓ)(c − b)).
@@ -222,6 +258,10 @@ class Graph:
         if self._tracker is not None and not self._inside:
             raise GraphError(f"cannot record '{name}' after leaving `with g:`: dependencies "
                              "computed outside the block would be missed")
+        if self._thread is not None and threading.get_ident() != self._thread:
+            raise GraphError(f"cannot record '{name}' from another thread than the one that entered "
+                             "`with g:`: torch's mode stack is per thread, so the operations of this "
+                             "thread are not followed; record the graph in one thread")
         if name in self._stochastic or name in self._costs:
             raise GraphError(f"duplicate node name '{name}'")
         if depends_on is None:
@@ -257,12 +297,72 @@ class Graph:
         return dim
 
     def _check_finite(self) -> None:
+        """Costs and log-probabilities must be finite (−inf is an enumerated node's impossible
+        outcome, weighted by exp(−inf) = 0). One host sync when they are: all of them are
+        checked as one tensor; the culprits are found only on the way to the error."""
         costs = list(self._costs.values())
-        checks = [torch.isfinite(c.value.detach()).all() for c in costs]
-        finite = [checks[0].item()] if len(checks) == 1 else torch.stack(checks).tolist()  # one sync
-        bad = [c.name for c, ok in zip(costs, finite) if not ok]
-        if bad:
-            raise NonFiniteCostError(f"cost(s) {bad} contain NaN or inf; no gradient can be estimated")
+        nodes = [node for node in self._stochastic.values() if node.log_prob is not None]
+        tensors = [cost.value.detach() for cost in costs] + [_checked_log_prob(node) for node in nodes]
+        if _all_finite(tensors):
+            return
+        bad = [not bool(torch.isfinite(t).all()) for t in tensors]  # the error path: syncs freely
+        raise NonFiniteCostError(_non_finite_message([c.name for c, b in zip(costs, bad) if b],
+                                                     [n.name for n, b in zip(nodes, bad[len(costs):]) if b]))
+
+    def _check_cost_shapes(self, ancestors: Dict[str, FrozenSet[str]]) -> None:
+        """A cost may have fewer dimensions than the scored nodes upstream of it, not more.
+
+        Shapes align from the right, so a cost [B, B] on a node [B] would pair sample j with
+        cost column j. Extra dimensions are allowed where they cannot mispair: size 1, or the
+        supports of enumerated nodes (left of the batch dims). Pathwise nodes (no log-prob)
+        have no weight to mispair: autograd pairs their elements.
+        """
+        for cost in self._costs.values():
+            shape = cost.value.shape
+            for name in ancestors[cost.name]:
+                node = self._stochastic[name]
+                if node.log_prob is None or len(shape) <= node.log_prob.dim():
+                    continue
+                if not self._only_enumerated(shape, node.log_prob.dim()):
+                    raise ShapeError(
+                        f"cost '{cost.name}' has shape {tuple(shape)}, more dimensions than node "
+                        f"'{name}' upstream of it (shape {tuple(node.shape)}): shapes align from the "
+                        f"right, so sample j of '{name}' would be paired with the cost's last-dimension "
+                        "element j; reduce the cost to the node's shape (leading dimensions are "
+                        "samples), or give the node the cost's sample dimensions (value= or "
+                        "dist.expand)")
+
+    def _only_enumerated(self, shape: torch.Size, rank: int) -> bool:
+        """Whether the dimensions of ``shape`` left of its last ``rank`` are all size 1 or
+        enumerated supports."""
+        lowest = (self._batch_ndim or 0) + 1                  # positions counted from the right
+        highest = (self._batch_ndim or 0) + self._enum_dims
+        return all(size == 1 or (self._enum_dims and lowest <= len(shape) - i <= highest)
+                   for i, size in enumerate(shape[:len(shape) - rank]))
+
+    def _check_gradients(self, ancestors: Dict[str, FrozenSet[str]]) -> None:
+        """Scored nodes upstream of a cost must have a log-prob with a gradient, when the
+        surrogate is built with gradients on (a graph evaluated wholly under ``torch.no_grad()``,
+        for a loss to log, is fine).
+
+        A log-prob without gradient is right for a distribution with no trainable parameters
+        (an observed value under a constant distribution); it was lost if the node was sampled
+        under ``torch.no_grad()``, or if the distribution's parameters require grad.
+        """
+        upstream = frozenset().union(*(ancestors[c] for c in self._costs))
+        lost = []
+        for name in upstream:
+            node = self._stochastic[name]
+            if node.log_prob is None or node.log_prob.requires_grad:
+                continue
+            if name in self._no_grad:
+                lost.append(f"node '{name}' was sampled under torch.no_grad() or torch.inference_mode()")
+            elif any(isinstance(t, torch.Tensor) and t.requires_grad for t in vars(node.dist).values()):
+                lost.append(f"node '{name}' has parameters that require grad but a log-prob that does not")
+        if lost:
+            raise GraphError(f"{'; '.join(sorted(lost))}: its score term would silently give no gradient; "
+                             "sample it with gradients enabled (outside torch.no_grad()), or build the "
+                             "surrogate under torch.no_grad() too if only its value is wanted")
 
     def _ancestors(self) -> Dict[str, FrozenSet[str]]:
         """Stochastic ancestors of every node. Recording order is a topological order."""
@@ -357,6 +457,78 @@ class Graph:
     def __repr__(self) -> str:
         return (f"Graph({len(self._stochastic)} stochastic, {len(self._costs)} cost nodes, "
                 f"{'tracked' if self._tracker is not None else 'untracked'})")
+
+
+def _describe(name: str, dist: Distribution, value: object) -> str:
+    """``node 'k' (Categorical, batch_shape (4,), value shape (4,))``, for error messages."""
+    shapes = f"batch_shape {tuple(dist.batch_shape)}"
+    if dist.event_shape:
+        shapes += f", event_shape {tuple(dist.event_shape)}"
+    if isinstance(value, torch.Tensor):
+        shapes += f", value shape {tuple(value.shape)}"
+    elif value is not None:
+        shapes += f", value of type {type(value).__name__}"
+    return f"node '{name}' ({type(dist).__name__}, {shapes})"
+
+
+def _in_context(error: Exception, where: str) -> Exception:
+    """``error`` again with ``where`` in front of its message: the same type where it can be
+    rebuilt from a message (so ``except ValueError`` still catches it), else a ``GraphError``."""
+    message = f"{where}: {error}"
+    try:
+        return type(error)(message)
+    except Exception:  # a type whose constructor takes other arguments
+        return GraphError(message)
+
+
+def _as_cost_tensor(name: str, value: object) -> torch.Tensor:
+    """A cost given as a number (or nested lists of them) as a tensor."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"cost '{name}': value must be a tensor or a number, got {type(value).__name__}")
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"cost '{name}': value must be a tensor or a number, got "
+                        f"{type(value).__name__} ({error})") from error
+
+
+def _checked_log_prob(node: StochasticNode) -> torch.Tensor:
+    """The node's log-prob as the finiteness check sees it: −inf (an impossible outcome) is
+    fine for an enumerated node, whose weight exp(−inf) = 0 is exact."""
+    log_prob = node.log_prob.detach()
+    if node.enum_dim is not None and log_prob.is_floating_point():
+        return log_prob.clamp(min=torch.finfo(log_prob.dtype).min)
+    return log_prob
+
+
+def _all_finite(tensors: List[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite, read back in one host sync (per device).
+
+    x − x is 0 for every finite x and NaN for ±inf and NaN, so the sum of the differences is 0
+    exactly when all elements are finite (a plain sum could overflow), in fewer kernels than
+    ``isfinite``. The tensors are flattened into one copy (small beside the model), so the
+    check costs the same however many nodes and costs the graph has.
+    """
+    device = tensors[0].device
+    if any(t.device != device for t in tensors):
+        return all(_all_finite([t]) for t in tensors)  # rare: one sync per tensor
+    if len(tensors) == 1:
+        zeros = tensors[0] - tensors[0]
+    else:
+        flat = torch.cat([t.reshape(-1) if t.dim() != 1 else t for t in tensors])
+        zeros = flat.sub_(flat)  # our own copy
+    return zeros.sum().item() == 0
+
+
+def _non_finite_message(costs: List[str], nodes: List[str]) -> str:
+    """What is NaN or infinite, and where it usually comes from."""
+    parts = []
+    if costs:
+        parts.append(f"cost(s) {', '.join(map(repr, costs))} contain NaN or inf")
+    if nodes:
+        parts.append(f"the log-prob of node(s) {', '.join(map(repr, nodes))} contains NaN or inf (an "
+                     "infinite or out-of-support value=, or NaN distribution parameters)")
+    return "; ".join(parts) + "; no gradient can be estimated"
 
 
 def _broadcast_dims(small: torch.Size, shape: torch.Size) -> set:

@@ -7,12 +7,16 @@ dependency is found whatever the route: arithmetic, a discrete sample used as an
 sample that feeds another distribution's parameters, in-place writes (also through views: an
 in-place write tags the whole storage it writes into).
 
-Values that leave torch (``.item()``, ``.numpy()``, ``.tolist()``) cannot be followed. To stay
+Values that leave torch (``.item()``, ``.numpy()``, ``.tolist()``, ``float()``, ``complex()``,
+``str()``/``repr()``/``format()``, ``__dlpack__`` (``numpy.from_dlpack``), the raw storage
+(``untyped_storage()``, which pickling and ``torch.save`` read)) cannot be followed. To stay
 safe, the graph credits every node and cost recorded after such an escape to the nodes whose
 values escaped (:attr:`Provenance.escaped`): a reward computed by an environment from
 ``action.numpy()`` is credited to the action. Crediting too many nodes keeps the gradient
-unbiased; crediting too few would bias it. Python control flow on a sample and functorch
-transforms (``torch.vmap``) are invisible: declare such dependencies with ``depends_on``.
+unbiased; crediting too few would bias it. Python control flow on a sample, functorch
+transforms (``torch.vmap``), ``torch.utils.dlpack.to_dlpack`` (not dispatched through the mode)
+and torch operations run in another thread (torch's mode stack is per thread) are invisible:
+declare such dependencies with ``depends_on``.
 """
 from __future__ import annotations
 
@@ -20,16 +24,21 @@ import weakref
 from typing import Any, Callable, Dict, FrozenSet, Tuple
 
 import torch
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode, _push_mode
 
 Tags = FrozenSet[str]
 NO_TAGS: Tags = frozenset()
 
 # Tensor methods through which a value leaves torch's view. ``bool(t)`` is not among them: it
 # is control flow (invisible anyway), and torch.distributions' argument validation calls it on
-# every parameter, which would credit every later constant to every node.
+# every parameter, which would credit every later constant to every node. Printing counts
+# (``__repr__`` serves ``str`` too): a number parsed back from a string is a value like any
+# other. ``untyped_storage``/``storage`` hand out the raw bytes (``storage().tolist()``; pickling
+# and ``torch.save`` go through them); counting the call itself over-credits, which is safe.
+# The tracker's own storage lookups avoid these calls (see ``_storage_key``).
 _ESCAPES = frozenset(
-    {"item", "tolist", "numpy", "__array__", "__float__", "__int__", "__index__"}
+    {"item", "tolist", "numpy", "__array__", "__float__", "__int__", "__index__", "__complex__",
+     "__format__", "__repr__", "__str__", "__dlpack__", "untyped_storage", "storage", "_typed_storage"}
 )
 
 
@@ -109,6 +118,35 @@ class Provenance(TorchFunctionMode):
         ref = entry[0] if entry is not None else weakref.ref(tensor, self._forget(key))
         self._tags[key] = (ref, tags)
 
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        if not self.leave():
+            raise RuntimeError("Provenance: this mode is not on this thread's torch function mode stack")
+
+    def leave(self) -> bool:
+        """Take this mode off this thread's torch function mode stack, wherever it is on it.
+
+        ``TorchFunctionMode.__exit__`` pops the innermost mode, whichever it is: when two
+        graphs' ``with`` blocks interleave (a generator's graph exits while a graph entered
+        after it is open), that is the other graph's mode, whose tracking would stop silently.
+        The modes above this one are put back in their order, so both keep tracking. Uses the
+        helpers ``TorchFunctionMode`` itself is built on (torch has no public call for this).
+
+        Returns:
+            False, changing nothing, if this mode is not on this thread's stack.
+        """
+        stack = _get_current_function_mode_stack()
+        if not any(mode is self for mode in stack):
+            return False
+        above = []
+        while True:
+            mode = _pop_mode()
+            if mode is self:
+                break
+            above.append(mode)
+        for mode in reversed(above):
+            _push_mode(mode)
+        return True
+
     def _forget(self, key: int) -> Callable[[weakref.ref], None]:
         tags = self._tags
 
@@ -141,8 +179,13 @@ class Provenance(TorchFunctionMode):
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
-    """Address of the tensor's storage (0 for tensors without data, which are never keyed)."""
+    """Address of the tensor's storage (0 for tensors without data, which are never keyed).
+
+    Computed from the data pointer and the storage offset rather than ``untyped_storage()``:
+    that call counts as an escape, and the graph's own bookkeeping runs this outside the
+    mode's handler, where the call would be seen.
+    """
     try:
-        return tensor.untyped_storage().data_ptr()
+        return tensor.data_ptr() - tensor.storage_offset() * tensor.element_size()
     except (RuntimeError, NotImplementedError):  # e.g. sparse or meta tensors
         return 0
