@@ -62,7 +62,7 @@ class SB3Agent:
         low, high = getattr(space, "low", None), getattr(space, "high", None)
         self.rescale = low is not None and not (np.all(low == -1.0) and np.all(high == 1.0))
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def policy_actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         action = self.model.predict(obs, deterministic=deterministic)[0]
         return self.model.policy.scale_action(action) if self.rescale else action
 

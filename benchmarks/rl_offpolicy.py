@@ -168,10 +168,10 @@ def run_scgrad(algo: str, env: str, seed: int, steps: int, learning_starts: int)
     settings = scgrad_settings(algo, env, seed, steps, learning_starts)
     train = getattr(importlib.import_module(f"scgrad.rl.{algo}"), algo)
     start = time.perf_counter()
-    result = train(env, **settings)
+    result = train(env, preset="none", progress=False, **settings)  # these settings, nothing filled in
     seconds = time.perf_counter() - start
     agent = Agent(algo, result.config, result.model, result.normalizer)
-    steps_done = result.config.epochs * result.config.steps_per_epoch
+    steps_done = int(result.progress[-1]["TotalEnvInteracts"])
     return {"seconds": seconds, "steps": steps_done, "settings": _jsonable(settings),
             "returns": evaluate(agent, EVAL_EPISODES, EVAL_SEED)}
 

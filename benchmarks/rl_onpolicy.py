@@ -75,7 +75,7 @@ def run_scgrad(algo: str, env: str, seed: int, steps: int) -> Dict[str, Any]:
     result = algorithm.train(config)
     seconds = time.perf_counter() - start
     agent = Agent(algo, config, result.model, result.normalizer)
-    steps_done = config.epochs * config.steps_per_epoch
+    steps_done = int(result.progress[-1]["TotalEnvInteracts"])
     return {"seconds": seconds, "steps": steps_done, "returns": evaluate(agent, EVAL_EPISODES, EVAL_SEED)}
 
 
@@ -93,7 +93,8 @@ def run_sb3(algo: str, env: str, seed: int, steps: int) -> Dict[str, Any]:
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
-    # SB3 finishes its last rollout (it rounds the budget up to whole rollouts; scgrad rounds down)
+    # SB3 finishes its last rollout (it rounds the budget up to whole rollouts; scgrad trains exactly
+    # the budget, its last rollout cut short)
     return {"seconds": seconds, "steps": int(model.num_timesteps),
             "returns": evaluate(SB3Agent(model, env), EVAL_EPISODES, EVAL_SEED)}
 

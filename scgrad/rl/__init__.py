@@ -17,3 +17,19 @@ graphs through learned critics, ``offpolicy``). The toolkit they share, reusable
 
 Needs gymnasium (``pip install scgrad[rl]``).
 """
+
+
+def load(run_dir, env=None):
+    """The trained agent in a run folder: ``scgrad.rl.load("runs/ppo-cartpole").act(obs)``.
+
+    ``act`` takes one observation or a batch and returns actions in the environment's own
+    action space (see ``evaluate.Agent``). The folder is checked (checksums, settings) and
+    treated as data: a ``module:Env`` id in it is made only if ``env`` repeats it.
+
+    Args:
+        run_dir: the run folder (config.json and a checkpoint).
+        env: the environment id, needed only to confirm a ``module:Env`` id.
+    """
+    from .evaluate import load_agent
+
+    return load_agent(run_dir, env)

@@ -1,14 +1,18 @@
 """The algorithms the command line knows, found by name. An algorithm module defines
-``ALGORITHM = Algorithm(...)``; adding one is one line in ``_MODULES``."""
+``ALGORITHM = Algorithm(...)``; adding one is one line in ``_MODULES``. ``train(name, env, ...)``
+runs one the way the command line does (presets, threads, progress bar)."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable, List, Type
+from typing import Any, Callable, Iterator, List, Optional, Type
 
 import gymnasium as gym
 from torch import nn
 
+from . import presets
 from .config import RunConfig
 from .errors import ConfigError
 
@@ -44,3 +48,55 @@ def get(name: str) -> Algorithm:
     if name not in _MODULES:
         raise ConfigError(f"unknown algorithm '{name}'; choose one of {', '.join(names())}")
     return importlib.import_module(_MODULES[name]).ALGORITHM
+
+
+def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *, resume: bool = False,
+          progress: Optional[bool] = None, threads: int = 1, stop_after: Optional[int] = None,
+          **settings: Any) -> Any:
+    """Train algorithm ``name`` as the command line does; ``ppo()``, ``sac()``, ... call this.
+
+    The preset of the environment's family fills every setting not given (``preset="none"``
+    keeps the algorithm's own defaults; see ``scgrad.rl.presets``), torch runs on ``threads``
+    CPU threads for the run (restored afterwards), and the progress bar is drawn when stderr
+    is a terminal unless ``progress`` says otherwise.
+
+    Args:
+        name: the algorithm (``ppo``, ``sac``, ...).
+        env: environment id; ``None``: the algorithm's default.
+        out_dir: run folder; ``None``: no files.
+        resume: continue the run in ``out_dir`` from its checkpoint.
+        progress: draw a progress bar on stderr (default: when stderr is a terminal).
+        threads: torch CPU threads (these small networks run fastest on one).
+        stop_after: stop after this many epochs in total (resume later).
+        **settings: fields of the algorithm's settings dataclass.
+
+    Returns:
+        The algorithm's ``RunResult``.
+    """
+    algorithm = get(name)
+    given = {**settings, **({"env": env} if env is not None else {})}
+    config = algorithm.config.from_dict(presets.apply(name, given, default_env(algorithm)))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with torch_threads(threads):
+        return algorithm.train(config, out_dir=out_dir, resume=resume, progress=progress, stop_after=stop_after)
+
+
+def default_env(algorithm: Algorithm) -> str:
+    """The environment id an algorithm's settings default to."""
+    return algorithm.config.__dataclass_fields__["env"].default
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads, then restore the previous number."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

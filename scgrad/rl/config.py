@@ -26,6 +26,10 @@ class RunConfig:
         gamma: discount factor, in [0, 1].
         normalize_obs: normalise observations by running mean and std (saved with checkpoints).
         checkpoint_every: write a checkpoint every this many epochs (and after the last one).
+        preset: the tuned settings that filled in the fields not given: an environment family
+            (classic_control, mujoco) or none (the algorithm's own defaults); see
+            ``scgrad.rl.presets``. The command line and ``ppo()``, ``sac()``, ... default to auto
+            (the environment's family), and record here what auto chose.
     """
 
     env: str = "CartPole-v1"
@@ -37,6 +41,7 @@ class RunConfig:
     gamma: float = 0.99
     normalize_obs: bool = False
     checkpoint_every: int = 1
+    preset: str = "none"
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -45,6 +50,7 @@ class RunConfig:
     def validate(self) -> None:
         """Raise ``ConfigError`` for a setting out of range; subclasses extend it."""
         require(bool(self.env), "env must be a gymnasium environment id")
+        require_seed(self.seed)
         require_positive(self, "steps", "num_envs", "checkpoint_every")
         require(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
                 f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
@@ -52,6 +58,10 @@ class RunConfig:
         from .networks import ACTIVATIONS  # late: keeps this module free of torch at import
         require(self.activation in ACTIVATIONS,
                 f"activation must be one of {sorted(ACTIVATIONS)}, got '{self.activation}'")
+        from .presets import NONE, families
+        require(self.preset == NONE or self.preset in families(),
+                f"preset must be none or one of {', '.join(families())} (auto is resolved by the command "
+                f"line and ppo(), sac(), ...; see scgrad.rl.presets), got '{self.preset}'")
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready settings (tuples become lists)."""
@@ -70,6 +80,14 @@ def require(condition: bool, message: str) -> None:
     """Raise ``ConfigError(message)`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+SEED_LIMIT = 2**64  # torch.manual_seed takes [0, 2**64); numpy gets seed % 2**32, gymnasium any seed >= 0
+
+
+def require_seed(seed: int, name: str = "seed") -> None:
+    """A ``ConfigError`` unless ``seed`` is in [0, ``SEED_LIMIT``), the seeds torch accepts."""
+    require(0 <= seed < SEED_LIMIT, f"{name} must be in [0, 2**64 - 1] (the seeds torch accepts), got {seed}")
 
 
 def require_positive(config: Any, *names: str) -> None:
@@ -117,23 +135,42 @@ def coerce(name: str, kind: Any, value: Any) -> Any:
 
 
 def parse_text(name: str, kind: Any, text: str) -> Any:
-    """A command-line string as type ``kind``; ``ConfigError`` naming the flag otherwise."""
-    if typing.get_origin(kind) is typing.Union:
+    """A command-line string as type ``kind``; otherwise a ``ConfigError`` naming the flag and
+    the form its value takes."""
+    optional = typing.get_origin(kind) is typing.Union
+    if optional:
         if text.lower() == "none":
             return None
         kind = [k for k in typing.get_args(kind) if k is not type(None)][0]
     try:
-        if typing.get_origin(kind) is tuple:
-            inner = typing.get_args(kind)[0]
-            return tuple(parse_text(name, inner, part) for part in re.split(r"[,\s]+", text.strip("()[] ")) if part)
-        if kind is bool:
-            lowered = text.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return lowered in ("true", "1", "yes")
-        return kind(text)
+        return _parse(kind, text)
     except ValueError:
-        raise ConfigError(f"--{name}: expected {getattr(kind, '__name__', kind)}, got '{text}'") from None
+        form = value_form(kind) + (" or none" if optional else "")
+        raise ConfigError(f"--{name}: expected {form}, got '{text}'") from None
+
+
+def _parse(kind: Any, text: str) -> Any:
+    if typing.get_origin(kind) is tuple:
+        inner = typing.get_args(kind)[0]
+        return tuple(_parse(inner, part) for part in re.split(r"[,\s]+", text.strip("()[] ")) if part)
+    if kind is bool:
+        lowered = text.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(text)
+        return lowered in ("true", "1", "yes")
+    return kind(text)
+
+
+_FORMS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+
+
+def value_form(kind: Any) -> str:
+    """How a command-line value of type ``kind`` is written, for error messages."""
+    if typing.get_origin(kind) is tuple:
+        inner = typing.get_args(kind)[0]
+        example = "64,64" if inner is int else "0.5,0.5"
+        return f"{'integers' if inner is int else 'numbers'} separated by commas (such as {example})"
+    return _FORMS.get(kind, getattr(kind, "__name__", str(kind)))
 
 
 def field_help(cls: type) -> Dict[str, str]:

@@ -20,6 +20,7 @@ import scgrad as sg
 from scgrad.distributions import Delta
 from scgrad.estimators import Reparam
 
+from . import algorithms
 from .algorithms import Algorithm
 from .config import require
 from .offpolicy import OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train
@@ -133,21 +134,22 @@ class DDPG:
         self.updates = int(state["updates"])
 
 
-def ddpg(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
-         stop_after: Optional[int] = None, **settings) -> RunResult:
+def ddpg(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     """Train DDPG on gymnasium environment ``env``.
 
     Args:
         env: environment id (a bounded 1-D Box action space, Box observations).
-        out_dir, resume, progress, stop_after: as in ``offpolicy.train``.
-        **settings: any field of :class:`DDPGConfig` (and the shared ``OffPolicyConfig`` and
+        out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
+            ``algorithms.train``; tuned presets fill the settings not given) and
+            any field of :class:`DDPGConfig` (and the shared ``OffPolicyConfig`` and
             ``RunConfig``): seed, steps, steps_per_epoch, hidden_sizes, batch_size, replay_size,
             start_steps, update_after, update_every, polyak, gamma, pi_lr, q_lr, act_noise, ...
 
     Returns:
         A ``RunResult`` with the trained model (``model.pi.mode(obs)`` acts) and the progress rows.
     """
-    return train(DDPGConfig(env=env, **settings), DDPG, out_dir, resume, progress, stop_after)
+    return algorithms.train("ddpg", env, out_dir, **options)
 
 
 ALGORITHM = Algorithm("ddpg", DDPGConfig, functools.partial(train, algorithm=DDPG), DDPG.make_model)

@@ -1,26 +1,38 @@
-"""Gymnasium environments for the RL toolkit: creation with clear errors, supported spaces,
-Box action scaling, and exact save/restore of an environment's state for ``--resume``."""
+"""Gymnasium environments for the RL toolkit: creation with clear errors, supported spaces and
+Box action scaling (an environment's state for ``--resume`` is ``env_state``'s)."""
 from __future__ import annotations
 
 import functools
-import io
-import pickle
 from typing import Optional
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import EzPickle
 from .errors import EnvError
 from .vector import SerialVectorEnv
 
 
 def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:
     """One environment, or an ``EnvError`` in one line for an unknown id or a missing extra."""
+    if env_id.startswith("ALE/"):
+        register_ale()
     try:
         return gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
-    except gym.error.Error as error:  # NameNotFound, VersionNotFound, DependencyNotInstalled, ...
+    # NameNotFound, VersionNotFound, DependencyNotInstalled, ...; ModuleNotFoundError for the
+    # module of a 'module:Env-v0' id
+    except (gym.error.Error, ModuleNotFoundError) as error:
         message = " ".join(str(error).split())
         raise EnvError(f"cannot make environment '{env_id}': {message}") from None
+
+
+def register_ale() -> None:
+    """Register the Arcade Learning Environment's ``ALE/...`` ids with gymnasium, which since
+    1.0 leaves that to the user (``gym.register_envs(ale_py)``); an ``EnvError`` naming the
+    extra to install if ale-py is missing."""
+    try:
+        import ale_py
+    except ImportError:
+        raise EnvError("the ALE/ environments need ale-py: pip install 'scgrad[atari]'") from None
+    gym.register_envs(ale_py)
 
 
 def make_vector_env(env_id: str, num_envs: int) -> SerialVectorEnv:
@@ -44,16 +56,26 @@ def make_vector_env(env_id: str, num_envs: int) -> SerialVectorEnv:
 
 
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str = "environment") -> None:
-    """Accept a Box observation space and a Discrete or 1-D Box action space; else ``EnvError``."""
+    """Accept a Box observation space of features (not an image) and a Discrete or 1-D Box
+    action space; else ``EnvError``."""
     if not isinstance(obs_space, gym.spaces.Box):
         raise EnvError(f"{env_id}: observation space {obs_space} is not supported "
                        "(the MLP policies need a Box)")
+    if is_image(obs_space):
+        raise EnvError(f"{env_id}: observation space {obs_space} is an image, and the MLP policies take "
+                       "feature vectors; pixel policies are not in scgrad.rl yet")
     if isinstance(act_space, gym.spaces.Discrete):
         return
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
         return
     raise EnvError(f"{env_id}: action space {act_space} is not supported "
                    "(use Discrete or a 1-D Box)")
+
+
+def is_image(space: gym.spaces.Box) -> bool:
+    """Whether a Box holds images: uint8 pixels in [0, 255], laid out H×W or H×W×C (or C×H×W)."""
+    return (space.dtype == np.uint8 and len(space.shape) in (2, 3)
+            and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)))
 
 
 class ActionAdapter:
@@ -85,36 +107,3 @@ class ActionAdapter:
         clipped = np.clip(action, -1.0, 1.0) if self.all_bounded else \
             np.where(self.bounded, np.clip(action, -1.0, 1.0), action)
         return (clipped * self.scale + self.offset).astype(self.dtype, copy=False)
-
-
-# ------------------------------------------------------------------ state for resume
-def _rebuild(cls: type, state: dict) -> object:
-    obj = cls.__new__(cls)
-    obj.__dict__.update(state)
-    return obj
-
-
-class _StatePickler(pickle.Pickler):
-    """Pickles environments by their full state.
-
-    Gymnasium's MuJoCo and Box2D envs use ``EzPickle``, which pickles only the constructor
-    arguments (unpickling makes a *fresh* env). Resuming must continue the same episode, so
-    those objects are pickled by their ``__dict__`` (MuJoCo's model and data pickle natively).
-    """
-
-    def reducer_override(self, obj):
-        if isinstance(obj, EzPickle) and hasattr(obj, "__dict__"):
-            return _rebuild, (type(obj), obj.__dict__)
-        return NotImplemented
-
-
-def dump_env(env: gym.Env | gym.vector.VectorEnv) -> bytes:
-    """The environment's full state (physics, time-limit counters, RNGs) as bytes."""
-    buffer = io.BytesIO()
-    _StatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(env)
-    return buffer.getvalue()
-
-
-def load_env(data: bytes) -> gym.Env | gym.vector.VectorEnv:
-    """Inverse of :func:`dump_env`. Unpickles: load only files you trust."""
-    return pickle.loads(data)

@@ -19,4 +19,4 @@ class CheckpointError(RLError):
 
 
 class TrainingDiverged(RLError, FloatingPointError):
-    """A loss or parameter became NaN or infinite; the last good checkpoint was kept."""
+    """A loss or parameter became NaN or infinite; the last good checkpoint, if any, was kept."""

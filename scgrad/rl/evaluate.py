@@ -1,36 +1,70 @@
 """Running a saved policy: load a run folder, evaluate episodes, record a video."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, MutableMapping, Optional
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from . import algorithms
-from .checkpoint import load_checkpoint
+from .checkpoint import read_checkpoint
 from .config import RunConfig
 from .envs import ActionAdapter, make_env, make_vector_env
-from .errors import EnvError, RLError
-from .logger import CHECKPOINT_FILE, read_config
+from .errors import CheckpointError, ConfigError, EnvError, RLError
+from .logger import CONFIG_FILE, check_env_id, config_error, read_config
 from .normalize import RunningNormalizer
+from .outputs import check_output_file
 
 MAX_PARALLEL = 16  # evaluation episodes stepped together
 
 
 @dataclass
 class Agent:
-    """A trained policy with what it needs to act on raw observations."""
+    """A trained policy with what it needs to act on raw observations.
+
+    ``act(obs)`` is the way to use it: one observation or a batch in, actions in the
+    environment's own action space out. ``observation_space`` and ``action_space`` are the
+    environment's; left out, they are read from a freshly made ``config.env``.
+    """
 
     algo: str
     config: RunConfig
     model: nn.Module
     normalizer: Optional[RunningNormalizer]
+    observation_space: Optional[gym.Space] = None
+    action_space: Optional[gym.Space] = None
+
+    def __post_init__(self) -> None:
+        if self.observation_space is None or self.action_space is None:
+            probe = make_env(self.config.env)
+            self.observation_space, self.action_space = probe.observation_space, probe.action_space
+            probe.close()
+        self._adapt = ActionAdapter(self.action_space)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Policy actions for raw observations [N, *obs_shape] (before ``ActionAdapter``)."""
+        """Environment actions for one raw observation (``obs_shape``) or a batch
+        (``[N, *obs_shape]``): an action of the environment's space (an integer for Discrete,
+        ``[A]`` within the Box bounds), or ``[N]`` / ``[N, A]`` of them. ``deterministic``: the
+        policy's mode, else a sample."""
+        obs = np.asarray(obs, dtype=np.float32)
+        shape = tuple(self.observation_space.shape)
+        single = obs.shape == shape
+        if not single and obs.shape[1:] != shape:
+            raise RLError(f"act: an observation of {self.config.env} has shape {shape}; got {tuple(obs.shape)}, "
+                          f"which is neither that nor a batch [N, {', '.join(map(str, shape))}]")
+        actions = self._adapt(self.policy_actions(obs[None] if single else obs, deterministic))
+        return actions[0] if single else actions
+
+    def policy_actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The policy's own actions for raw observations [N, *obs_shape], before
+        ``ActionAdapter`` (Box actions in [−1, 1] units, unclipped)."""
         x = torch.from_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
         if self.normalizer is not None:
             x = self.normalizer(x)
@@ -39,28 +73,42 @@ class Agent:
         return action.numpy()
 
 
-def load_agent(run_dir: str | Path) -> Agent:
-    """The policy saved in a run folder (config.json + checkpoint.pt)."""
+def load_agent(run_dir: str | Path, env: Optional[str] = None) -> Agent:
+    """The policy saved in a run folder (config.json and its checkpoint, verified).
+
+    The folder is data: a ``module:Env`` environment id in it (which imports ``module``) is
+    made only if ``env`` repeats it (``eval DIR --env module:Env``); a config.json whose
+    settings differ from those the checkpoint was written with is refused.
+    """
     algo, settings = read_config(run_dir)
     algorithm = algorithms.get(algo)
-    config = algorithm.config.from_dict(settings)
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
-    env = make_env(config.env)
     try:
-        model = algorithm.make_model(config, env.observation_space, env.action_space)
+        config = algorithm.config.from_dict(settings)
+    except ConfigError as error:
+        raise config_error(run_dir, error) from None
+    check_env_id(run_dir, config.env, env)
+    manifest, state = read_checkpoint(run_dir)
+    recorded, current = manifest["settings"], config.to_dict()
+    edited = sorted(k for k in set(recorded) | set(current) if k != "steps" and recorded.get(k) != current.get(k))
+    if manifest.get("algo") != algo or edited:
+        raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} differs from the run its checkpoint was written by "
+                              f"({', '.join(edited) or 'algo'}); restore it")
+    probe = make_env(config.env)
+    try:
+        model = algorithm.make_model(config, probe.observation_space, probe.action_space)
     finally:
-        env.close()
+        probe.close()
     normalizer = None
     try:
         model.load_state_dict(state["model"])
         if state.get("normalizer") is not None:
             normalizer = RunningNormalizer(tuple(state["normalizer"]["mean"].shape))
             normalizer.load_state_dict(state["normalizer"])
-    except (KeyError, RuntimeError, ValueError) as error:
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise RLError(f"checkpoint in {run_dir} does not match its config.json "
                       f"({' '.join(str(error).split())[:200]})") from None
     model.eval()
-    return Agent(algo, config, model, normalizer)
+    return Agent(algo, config, model, normalizer, probe.observation_space, probe.action_space)
 
 
 def evaluate(agent: Agent, episodes: int = 10, seed: int = 1000, deterministic: bool = True) -> List[float]:
@@ -85,7 +133,7 @@ def _wave(agent: Agent, n: int, seed: int, deterministic: bool) -> List[float]:
         obs, _ = env.reset(seed=seed)
         running, total = np.ones(n, dtype=bool), np.zeros(n)
         while running.any():
-            obs, reward, terminated, truncated, _ = env.step(adapt(agent.act(obs, deterministic)))
+            obs, reward, terminated, truncated, _ = env.step(adapt(agent.policy_actions(obs, deterministic)))
             total += np.where(running, reward, 0.0)
             running &= ~(terminated | truncated)
     finally:
@@ -93,18 +141,25 @@ def _wave(agent: Agent, n: int, seed: int, deterministic: bool) -> List[float]:
     return total.tolist()
 
 
-def record_video(agent: Agent, path: str | Path, seed: int = 1000, deterministic: bool = True) -> int:
-    """Render one episode (seed ``seed``) to an .mp4 file; returns the number of frames.
+VIDEO_FORMATS = ("mp4", "gif")  # what imageio writes with the ffmpeg plugin and with pillow
 
-    Needs imageio with its ffmpeg plugin (``pip install imageio imageio-ffmpeg``) and whatever
-    the environment needs to render (pygame for classic control, OpenGL for MuJoCo).
+
+def record_video(agent: Agent, path: str | Path, seed: int = 1000, deterministic: bool = True) -> int:
+    """Render one episode (seed ``seed``) to an .mp4 or .gif file; returns the number of frames.
+
+    The file name is checked (``check_video_path``) before the episode runs. Needs imageio
+    (``pip install imageio``; .mp4 also needs ``imageio-ffmpeg``) and whatever the environment
+    needs to render (pygame for classic control, OpenGL for MuJoCo).
     """
-    try:
-        import imageio.v2 as imageio
-        import imageio_ffmpeg  # noqa: F401  (the mp4 encoder)
-    except ImportError:
-        raise RLError("--video needs an mp4 encoder: pip install imageio imageio-ffmpeg") from None
+    path = check_video_path(path)
+    imageio = _video_writer(path)
     env = make_env(agent.config.env, render_mode="rgb_array")
+    if type(env.unwrapped).__module__.startswith("gymnasium.envs.mujoco"):  # no import of mujoco needed
+        try:
+            choose_mujoco_gl()
+        except EnvError:
+            env.close()
+            raise
     adapt = ActionAdapter(env.action_space)
     frames = []
     try:
@@ -112,15 +167,81 @@ def record_video(agent: Agent, path: str | Path, seed: int = 1000, deterministic
         frames.append(_render(env))
         done = False
         while not done:
-            action = adapt(agent.act(np.asarray(obs)[None], deterministic))[0]
+            action = adapt(agent.policy_actions(np.asarray(obs)[None], deterministic))[0]
             obs, _, terminated, truncated, _ = env.step(action)
             frames.append(_render(env))
             done = terminated or truncated
     finally:
         env.close()
     fps = env.metadata.get("render_fps") or 30
-    imageio.mimwrite(str(path), frames, fps=fps, macro_block_size=2)
+    # ffmpeg takes a frame rate; pillow's GIF writer a frame duration in ms (and loops)
+    timing = dict(duration=1000 / fps, loop=0) if path.suffix.lower() == ".gif" else dict(fps=fps, macro_block_size=2)
+    try:
+        imageio.mimwrite(str(path), frames, **timing)
+    except OSError as error:  # a full disk, a folder that turned read-only
+        raise RLError(f"--video {path}: cannot write it ({error.strerror or error})") from None
     return len(frames)
+
+
+def check_video_path(path: str | Path) -> Path:
+    """``path`` as a ``Path`` if a video of one of ``VIDEO_FORMATS`` can be written there; an
+    ``RLError`` naming ``--video`` and the fix otherwise (a missing folder, another extension)."""
+    return check_output_file(path, VIDEO_FORMATS, "--video")
+
+
+def _video_writer(path: Path):
+    try:
+        import imageio.v2 as imageio
+        if path.suffix.lower() == ".mp4":
+            import imageio_ffmpeg  # noqa: F401  (the mp4 encoder)
+    except ImportError:
+        raise RLError("--video needs an encoder: pip install imageio imageio-ffmpeg") from None
+    return imageio
+
+
+#: Headless OpenGL backends of MuJoCo, in the order they are tried.
+HEADLESS_GL = ("egl", "osmesa")
+
+
+def choose_mujoco_gl(environ: Optional[MutableMapping[str, str]] = None,
+                     works: Optional[Callable[[str], bool]] = None) -> Optional[str]:
+    """Pick MuJoCo's OpenGL backend on a machine without a display, before the first render.
+
+    Left alone, gymnasium tries GLFW first, which fails without a display and leaves the
+    process unable to render. So when neither ``MUJOCO_GL`` nor a display is set, the first
+    of ``HEADLESS_GL`` that can create a context (tried in a subprocess, so a failed attempt
+    leaves this process clean) is written into ``MUJOCO_GL`` and ``PYOPENGL_PLATFORM``.
+
+    Args:
+        environ: the environment variables to read and set (default ``os.environ``).
+        works: ``works(backend) -> bool`` (default: try it in a subprocess).
+
+    Returns:
+        The backend in ``MUJOCO_GL`` afterwards (``None``: a display will be used).
+
+    Raises:
+        EnvError: no headless backend works; says which libraries and variable to set.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("MUJOCO_GL") or environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return environ.get("MUJOCO_GL")
+    for backend in HEADLESS_GL:
+        if (works or _gl_backend_works)(backend):
+            environ["MUJOCO_GL"] = environ["PYOPENGL_PLATFORM"] = backend
+            return backend
+    raise EnvError("cannot render MuJoCo: no display and no headless OpenGL backend works here; install EGL "
+                   "(Debian: libegl1) and set MUJOCO_GL=egl, or OSMesa (libosmesa6) and set MUJOCO_GL=osmesa")
+
+
+def _gl_backend_works(backend: str) -> bool:
+    """Whether MuJoCo can create an OpenGL context with ``backend``, tried in a fresh process."""
+    code = f"from mujoco.{backend} import GLContext; GLContext(8, 8).free()"
+    variables = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
+    try:
+        return subprocess.run([sys.executable, "-c", code], env=variables, capture_output=True,
+                              timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _render(env) -> np.ndarray:

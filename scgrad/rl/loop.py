@@ -15,14 +15,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import checkpoint_epoch, has_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RunConfig
 from .errors import CheckpointError, TrainingDiverged
-from .logger import RunFolder, episode_stats
+from .logger import RunFolder, episode_stats, say
 from .progress import ProgressBar
 from .rollout import EnvRunner
 
-_RESERVED = {"format", "epoch", "elapsed", "rng"}
+_RESERVED = {"format", "epoch", "elapsed", "rng", "steps_done"}
 
 
 @dataclass
@@ -32,88 +32,138 @@ class Training:
     Attributes:
         name: the algorithm's name (recorded in config.json).
         config: its settings.
-        epochs: epochs in the whole run.
+        steps: environment steps in the whole run, all environments together (exactly: the
+            last epoch is shorter when ``steps_per_epoch`` does not divide it).
         steps_per_epoch: environment steps per epoch, all environments together.
         runner: the env runner, whose finished episodes give each epoch's return statistics.
         model: checked for NaN or infinite parameters after every epoch.
         state: objects saved in each checkpoint under their names.
-        epoch: ``epoch(i) -> info``: epoch i's work (1-based); returns its progress columns
-            (LossPi, LossV, KL, Entropy and any extras).
+        epoch: ``epoch(i, start, stop) -> info``: epoch i's work (1-based), taking the run from
+            ``start`` to ``stop`` environment steps; returns its progress columns (LossPi,
+            LossV, KL, Entropy and any extras).
     """
 
     name: str
     config: RunConfig
-    epochs: int
+    steps: int
     steps_per_epoch: int
     runner: EnvRunner
     model: nn.Module
     state: Dict[str, Any]
-    epoch: Callable[[int], Dict[str, float]]
+    epoch: Callable[[int, int, int], Dict[str, float]]
 
 
 def run(training: Training, out_dir: Optional[str] = None, resume: bool = False, progress: bool = False,
         stop_after: Optional[int] = None) -> Tuple[List[Dict[str, str]], bool]:
     """Run (or resume) the epochs; returns (progress rows, whether it stopped early).
 
-    A checkpoint is written every ``config.checkpoint_every`` epochs and after the last one,
-    after that epoch's row is in progress.csv. An epoch whose losses or parameters are not
-    finite raises ``TrainingDiverged`` before anything is saved, so the last good checkpoint
-    stays.
+    The folder is locked for this process while it trains. A checkpoint is written every
+    ``config.checkpoint_every`` epochs and after the last one, after that epoch's row is in
+    progress.csv; its manifest records the settings and the run options (``run_options``),
+    which a resume must match. Resuming a folder without a checkpoint (a run killed before
+    its first one) starts the run afresh. An epoch whose losses or parameters are not finite
+    raises ``TrainingDiverged`` before anything is saved, so the last good checkpoint stays.
     """
     t = training
+    if resume and out_dir is None:
+        raise CheckpointError("resume needs the run folder (out_dir)")
     folder = RunFolder(out_dir)
-    start, elapsed = _start(t, folder, resume)
-    last = min(stop_after if stop_after is not None else t.epochs, t.epochs)
-    bar = ProgressBar(t.epochs * t.steps_per_epoch, start * t.steps_per_epoch) if progress else None
-    t0 = time.perf_counter() - elapsed
+    bar = None
     try:
-        for epoch in range(start + 1, last + 1):
-            info = _checked_epoch(t, epoch, folder)
-            row = {"Epoch": epoch, "TotalEnvInteracts": epoch * t.steps_per_epoch,
+        folder.acquire(create=not resume)
+        epoch, done, elapsed = _start(t, folder, resume)
+        if progress:
+            bar = ProgressBar(t.steps, done)
+            t.runner.on_step = bar.advance  # redrawn as the environments step, not once an epoch
+        t0 = time.perf_counter() - elapsed
+        while done < t.steps and (stop_after is None or epoch < stop_after):
+            epoch, start, done = epoch + 1, done, min(done + t.steps_per_epoch, t.steps)
+            info = _checked_epoch(t, epoch, start, done, folder)
+            row = {"Epoch": epoch, "TotalEnvInteracts": done,
                    **episode_stats(*t.runner.pop_episodes()), **info, "Time": time.perf_counter() - t0}
             folder.log(row)
-            if folder.path is not None and (epoch % t.config.checkpoint_every == 0 or epoch == last):
-                save_checkpoint(folder.checkpoint_path, _capture(t, epoch, row["Time"]))
+            last = done == t.steps or epoch == stop_after
+            if folder.path is not None and (epoch % t.config.checkpoint_every == 0 or last):
+                save_checkpoint(folder.path, _capture(t, epoch, done, row["Time"]), _record(t, epoch))
             if bar:
-                bar.update(epoch * t.steps_per_epoch, f"return {row['AverageEpRet']:.1f}")
+                bar.update(done, f"return {row['AverageEpRet']:.1f}")
     finally:
+        t.runner.on_step = None
         if bar:
             bar.close()
         t.runner.env.close()
-    return folder.rows, last < t.epochs
+        folder.release()
+    return folder.rows, done < t.steps
 
 
-def _start(t: Training, folder: RunFolder, resume: bool) -> Tuple[int, float]:
-    """Create the run folder, or restore the run in it; returns (epochs done, seconds spent)."""
+def run_options() -> Dict[str, Any]:
+    """What besides the settings changes a run's results, as this process has it: the torch
+    thread count (a different one may reduce sums in another order)."""
+    return {"threads": torch.get_num_threads()}
+
+
+def _start(t: Training, folder: RunFolder, resume: bool) -> Tuple[int, int, float]:
+    """Create the run folder, or restore the run in it; returns (epochs done, environment
+    steps done, seconds spent)."""
+    settings, options = t.config.to_dict(), run_options()
     if not resume:
-        folder.create(t.name, t.config.to_dict())
-        return 0, 0.0
-    if folder.path is None:
-        raise CheckpointError("resume needs the run folder (out_dir)")
-    folder.check_resume(t.name, t.config.to_dict())
-    saved = load_checkpoint(folder.checkpoint_path)
+        folder.create(t.name, settings, options)
+        return 0, 0, 0.0
+    folder.check_resume(t.name, settings)
+    if not has_checkpoint(folder.path):
+        say(f"{folder.path} holds no checkpoint yet: starting the run from scratch with its recorded settings")
+        folder.reopen(0)
+        folder.write_config(t.name, settings, options)
+        return 0, 0, 0.0
+    manifest, saved = read_checkpoint(folder.path)
+    _check_recorded(folder, manifest, t.name, settings, options)
     try:
         for name, obj in t.state.items():
             obj.load_state_dict(saved[name])
         set_rng_state(saved["rng"])
-        start, elapsed = int(saved["epoch"]), float(saved["elapsed"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        start, done, elapsed = int(saved["epoch"]), int(saved["steps_done"]), float(saved["elapsed"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise CheckpointError(f"the checkpoint in {folder.path} does not match this run "
-                              f"({' '.join(str(error).split())[:200]})") from None
+                              f"({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
     folder.reopen(start)
-    return start, elapsed
+    folder.write_config(t.name, settings, options)  # the new steps, if they changed
+    return start, done, elapsed
 
 
-def _capture(t: Training, epoch: int, elapsed: float) -> Dict[str, Any]:
+def _check_recorded(folder: RunFolder, manifest: Dict[str, Any], algo: str, settings: Dict[str, Any],
+                    options: Dict[str, Any]) -> None:
+    """The resumed run must have the algorithm, settings (``steps`` aside) and run options its
+    checkpoint was written with: config.json may have been edited since."""
+    if manifest.get("algo") != algo:
+        raise CheckpointError(f"the checkpoint in {folder.path} is of a {manifest.get('algo')} run, not {algo}")
+    saved = manifest["settings"]
+    changed = [f"{k}={settings.get(k)!r} (the checkpoint has {saved.get(k)!r})"
+               for k in sorted(set(saved) | set(settings)) if k != "steps" and saved.get(k) != settings.get(k)]
+    if changed:
+        raise CheckpointError(f"cannot resume {folder.path}: its settings differ from those its checkpoint was "
+                              f"written with: {'; '.join(changed)}; restore config.json")
+    threads = manifest["run"].get("threads")
+    if threads != options["threads"]:
+        raise CheckpointError(f"{folder.path} was trained with {threads} torch thread(s), this process has "
+                              f"{options['threads']}, which changes the results: resume with --threads {threads} "
+                              f"(in Python: torch.set_num_threads({threads}))")
+
+
+def _capture(t: Training, epoch: int, steps_done: int, elapsed: float) -> Dict[str, Any]:
     assert not _RESERVED & set(t.state), f"state names {_RESERVED & set(t.state)} are reserved"
-    return {"epoch": epoch, "elapsed": elapsed, "rng": rng_state(),
+    return {"epoch": epoch, "steps_done": steps_done, "elapsed": elapsed, "rng": rng_state(),
             **{name: obj.state_dict() for name, obj in t.state.items()}}
 
 
-def _checked_epoch(t: Training, epoch: int, folder: RunFolder) -> Dict[str, float]:
+def _record(t: Training, epoch: int) -> Dict[str, Any]:
+    """What the checkpoint's manifest records beside its files."""
+    return {"epoch": epoch, "algo": t.name, "settings": t.config.to_dict(), "run": run_options()}
+
+
+def _checked_epoch(t: Training, epoch: int, start: int, stop: int, folder: RunFolder) -> Dict[str, float]:
     """Run one epoch; ``TrainingDiverged`` if a loss or a parameter is NaN or infinite."""
     try:
-        info = t.epoch(epoch)
+        info = t.epoch(epoch, start, stop)
     except FloatingPointError as error:  # e.g. the graph refusing a NaN cost
         raise _diverged(epoch, folder, " ".join(str(error).split())) from None
     bad = [k for k, v in info.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -123,5 +173,9 @@ def _checked_epoch(t: Training, epoch: int, folder: RunFolder) -> Dict[str, floa
 
 
 def _diverged(epoch: int, folder: RunFolder, what: str) -> TrainingDiverged:
-    where = f"; the last good checkpoint is kept in {folder.path}" if folder.path is not None else ""
+    where = ""
+    if folder.path is not None:
+        kept = checkpoint_epoch(folder.path)
+        where = (f"; the last good checkpoint is kept in {folder.path} (epoch {kept})" if kept is not None else
+                 f"; no checkpoint had been written to {folder.path} yet")
     return TrainingDiverged(f"epoch {epoch}: {what}; training stopped{where}")

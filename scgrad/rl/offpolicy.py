@@ -41,6 +41,7 @@ class OffPolicyConfig(RunConfig):
     [−1, 1] units, rescaled to the Box bounds by the environment adapter).
 
     Attributes:
+        env: gymnasium environment id with a bounded 1-D Box action space, e.g. Pendulum-v1.
         hidden_sizes: hidden layer widths of the actor and of each critic.
         activation: hidden activation: tanh, relu, elu, gelu or silu.
         steps_per_epoch: environment steps per epoch, all environments together (a multiple
@@ -66,6 +67,7 @@ class OffPolicyConfig(RunConfig):
             (``benchmarks/rl_parts.py``).
     """
 
+    env: str = "Pendulum-v1"
     hidden_sizes: Tuple[int, ...] = (256, 256)
     activation: str = "relu"
     steps_per_epoch: int = 4000
@@ -91,16 +93,17 @@ class OffPolicyConfig(RunConfig):
         for name in ("steps_per_epoch", "update_every"):
             value = getattr(self, name)
             require(value % self.num_envs == 0, f"{name} ({value}) must be a multiple of num_envs ({self.num_envs})")
-        require(self.steps >= self.steps_per_epoch,
-                f"steps ({self.steps}) must be at least steps_per_epoch ({self.steps_per_epoch})")
+        require(self.steps % self.num_envs == 0,
+                f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): every step "
+                "steps all the environments")
         # the runner normalises observations before anyone sees them; stored transitions would
         # keep stale statistics while the normaliser moves on
         require(not self.normalize_obs, "normalize_obs is not supported by the off-policy algorithms")
 
     @property
     def epochs(self) -> int:
-        """Whole epochs that fit in ``steps``."""
-        return self.steps // self.steps_per_epoch
+        """Epochs in the run: the last one is shorter when ``steps_per_epoch`` does not divide ``steps``."""
+        return -(-self.steps // self.steps_per_epoch)
 
 
 # ------------------------------------------------------------------ pure pieces of the update
@@ -254,7 +257,7 @@ def train(config: OffPolicyConfig, algorithm: Type[OffPolicyAlgorithm], out_dir:
     Args:
         config: the settings (an algorithm's config dataclass).
         algorithm: the algorithm class (``sac.SAC``, ...).
-        out_dir: run folder for config.json, progress.csv and checkpoint.pt; ``None``: no files.
+        out_dir: run folder for config.json, progress.csv and the checkpoint; ``None``: no files.
         resume: continue the run in ``out_dir`` from its checkpoint (same buffer, networks,
             optimisers and random streams, so the progress equals an uninterrupted run's when
             ``save_buffer`` is on).
@@ -272,11 +275,12 @@ def train(config: OffPolicyConfig, algorithm: Type[OffPolicyAlgorithm], out_dir:
     algo = algorithm(config, model)
     obs_dim, act_dim = box_dims(env.single_observation_space, env.single_action_space)
     buffer = ReplayBuffer(config.replay_size, obs_dim, act_dim, seed=config.seed, save_data=config.save_buffer)
-    agent = Agent(algorithm.name, config, model, None)  # for the test episodes
+    agent = Agent(algorithm.name, config, model, None, env.single_observation_space,
+                  env.single_action_space)  # for the test episodes
 
-    def epoch(i: int) -> Dict[str, Any]:
-        start, n = (i - 1) * config.steps_per_epoch, config.num_envs
-        for t in range(start, start + config.steps_per_epoch, n):  # t: steps taken before this one
+    def epoch(i: int, start: int, stop: int) -> Dict[str, Any]:
+        n = config.num_envs
+        for t in range(start, stop, n):  # t: steps taken before this one
             collect_step(runner, model.pi, buffer, explore_randomly=t < config.start_steps)
             if (t + n) % config.update_every == 0 and len(buffer) >= max(config.update_after, 1):
                 for _ in range(config.update_every):
@@ -286,7 +290,7 @@ def train(config: OffPolicyConfig, algorithm: Type[OffPolicyAlgorithm], out_dir:
 
     state = {"model": model, "runner": runner, "replay": buffer, "algo": algo,
              **{f"optimizer_{k}": o for k, o in algo.optimizers.items()}}
-    training = Training(algorithm.name, config, config.epochs, config.steps_per_epoch, runner, model, state, epoch)
+    training = Training(algorithm.name, config, config.steps, config.steps_per_epoch, runner, model, state, epoch)
     with denormals_flushed(config.flush_denormal):
         rows, stopped = run(training, out_dir, resume, progress, stop_after)
     return RunResult(config, model, None, rows, out_dir, stopped)

@@ -66,16 +66,17 @@ class OnPolicyConfig(RunConfig):
         require_unit_interval(self, "lam")
         require(self.steps_per_epoch % self.num_envs == 0,
                 f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs ({self.num_envs})")
-        require(self.steps >= self.steps_per_epoch,
-                f"steps ({self.steps}) must be at least steps_per_epoch ({self.steps_per_epoch})")
+        require(self.steps % self.num_envs == 0,
+                f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): every step "
+                "steps all the environments")
         require(self.max_grad_norm is None or self.max_grad_norm > 0,
                 f"max_grad_norm must be > 0 or none, got {self.max_grad_norm}")
         require(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
 
     @property
     def epochs(self) -> int:
-        """Whole epochs that fit in ``steps``."""
-        return self.steps // self.steps_per_epoch
+        """Epochs in the run: the last one is shorter when ``steps_per_epoch`` does not divide ``steps``."""
+        return -(-self.steps // self.steps_per_epoch)
 
 
 # ------------------------------------------------------------------ data for the update
@@ -272,7 +273,7 @@ def train(config: OnPolicyConfig, algorithm: Type[OnPolicyAlgorithm], out_dir: O
     Args:
         config: the settings (an algorithm's config dataclass).
         algorithm: the algorithm class (``ppo.PPO``, ...).
-        out_dir: run folder for config.json, progress.csv and checkpoint.pt; ``None``: no files.
+        out_dir: run folder for config.json, progress.csv and the checkpoint; ``None``: no files.
         resume: continue the run in ``out_dir`` from its checkpoint (same random streams, so the
             progress equals an uninterrupted run's).
         progress: draw a progress bar on stderr.
@@ -290,15 +291,19 @@ def train(config: OnPolicyConfig, algorithm: Type[OnPolicyAlgorithm], out_dir: O
     buffer = RolloutBuffer(config.steps_per_epoch // config.num_envs, config.num_envs, obs_dim,
                            *action_layout(env.single_action_space))
 
-    def epoch(i: int) -> Dict[str, float]:
-        set_learning_rates(optimizers, 1.0 - (i - 1) / config.epochs if config.anneal_lr else 1.0)
-        collect_rollout(runner, model.pi, buffer)
-        batch = compute_batch(buffer, model.pi, model.v, config.gamma, config.lam, config.normalize_advantages)
+    def epoch(i: int, start: int, stop: int) -> Dict[str, float]:
+        set_learning_rates(optimizers, 1.0 - start / config.steps if config.anneal_lr else 1.0)
+        steps = (stop - start) // config.num_envs
+        # a short last epoch (steps_per_epoch does not divide steps) gets a buffer of its own
+        rollout = buffer if steps == buffer.steps else RolloutBuffer(steps, config.num_envs, obs_dim,
+                                                                     *action_layout(env.single_action_space))
+        collect_rollout(runner, model.pi, rollout)
+        batch = compute_batch(rollout, model.pi, model.v, config.gamma, config.lam, config.normalize_advantages)
         return algo.update(model, optimizers, batch)
 
     state = {"model": model, "runner": runner, **{f"optimizer_{k}": o for k, o in optimizers.items()},
              **({"normalizer": normalizer} if normalizer is not None else {})}
-    rows, stopped = run(Training(algorithm.name, config, config.epochs, config.steps_per_epoch, runner, model,
+    rows, stopped = run(Training(algorithm.name, config, config.steps, config.steps_per_epoch, runner, model,
                                  state, epoch), out_dir, resume, progress, stop_after)
     return RunResult(config, model, normalizer, rows, out_dir, stopped)
 

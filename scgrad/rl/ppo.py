@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
 from scgrad.estimators import ImportanceWeighted
 
+from . import algorithms
 from .algorithms import Algorithm
 from .config import require, require_positive
 from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, make_model, policy_loss, standardize,
@@ -121,21 +122,22 @@ class PPO:
             return {"KL": approx_kl(batch.logp, batch.logp + log_ratio).item(), "ClipFrac": clipped.item()}
 
 
-def ppo(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
-        stop_after: Optional[int] = None, **settings) -> RunResult:
+def ppo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     """Train PPO-Clip on gymnasium environment ``env``.
 
     Args:
         env: environment id (Discrete or 1-D Box actions, Box observations).
-        out_dir, resume, progress, stop_after: as in ``onpolicy.train``.
-        **settings: any field of :class:`PPOConfig` (and the shared ``OnPolicyConfig`` and
+        out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
+            ``algorithms.train``; tuned presets fill the settings not given) and
+            any field of :class:`PPOConfig` (and the shared ``OnPolicyConfig`` and
             ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, clip_ratio,
             pi_lr, vf_lr, update_epochs, minibatch_size, target_kl, ...
 
     Returns:
         A ``RunResult`` with the trained model and the progress rows.
     """
-    return train(PPOConfig(env=env, **settings), PPO, out_dir, resume, progress, stop_after)
+    return algorithms.train("ppo", env, out_dir, **options)
 
 
 ALGORITHM = Algorithm("ppo", PPOConfig, functools.partial(train, algorithm=PPO), make_model)

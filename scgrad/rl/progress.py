@@ -9,8 +9,8 @@ from typing import Optional, TextIO
 class ProgressBar:
     """``[#####.....]  50%  50000/100000 steps  4,210 steps/s  ETA 12s  return 123.4``.
 
-    On a terminal it redraws one line (at most 10 times a second); into a file or pipe it
-    writes a line at every 10% so logs stay short.
+    On a terminal it redraws one line (at most 10 times a second, as steps are reported with
+    ``advance``); into a file or pipe it writes a line at every 10% so logs stay short.
 
     Args:
         total: the number of steps at 100%.
@@ -24,9 +24,16 @@ class ProgressBar:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.perf_counter()
         self._last_draw, self._last_decile = 0.0, start * 10 // self.total
+        self.done, self.note = start, ""
+
+    def advance(self, steps: int) -> None:
+        """``steps`` more steps done (called as the environments step; cheap when nothing is drawn)."""
+        self.done += steps
+        self.update(self.done, self.note)
 
     def update(self, done: int, note: str = "") -> None:
         """Show ``done`` steps finished, with an optional note (e.g. the latest mean return)."""
+        self.done, self.note = done, note
         now = time.perf_counter()
         decile = done * 10 // self.total
         if self.tty and (now - self._last_draw < 0.1 and done < self.total):

@@ -108,8 +108,13 @@ class ReplayBuffer:
         if state["capacity"] != self.capacity or state["width"] != self.data.shape[1]:
             raise ValueError(f"replay buffer state has capacity {state['capacity']} and width {state['width']}, "
                              f"expected {self.capacity} and {self.data.shape[1]}")
+        ptr, size, data = int(state["ptr"]), int(state["size"]), state["data"]
+        if not (0 <= size <= self.capacity and 0 <= ptr < self.capacity) or \
+                (data is not None and not (isinstance(data, torch.Tensor) and data.dtype == self.data.dtype
+                                           and data.shape[0] >= size and data.shape[1:] == self.data.shape[1:])):
+            raise ValueError(f"replay buffer state has a bad position ({ptr}), size ({size}) or data")
         self.generator.set_state(state["generator"])
-        self.ptr, self.size = int(state["ptr"]), int(state["size"])
-        if state["data"] is not None:
-            self.data[:self.size].copy_(state["data"][:self.size])
+        self.ptr, self.size = ptr, size
+        if data is not None:
+            self.data[:self.size].copy_(data[:self.size])
 

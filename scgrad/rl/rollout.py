@@ -3,14 +3,15 @@ and the state needed to resume exactly. Shared by on- and off-policy algorithms.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from .buffer import RolloutBuffer
-from .envs import ActionAdapter, dump_env, load_env
+from . import env_state
+from .envs import ActionAdapter
 from .networks import torch_actor
 from .normalize import RunningNormalizer
 
@@ -53,6 +54,8 @@ class EnvRunner:
         self.ep_ret = np.zeros(self.num_envs)
         self.ep_len = np.zeros(self.num_envs, dtype=np.int64)
         self.finished: List[Tuple[float, int]] = []
+        #: called with the number of environment steps after each vector step (a progress bar)
+        self.on_step: Optional[Callable[[int], None]] = None
 
     def _observe(self, raw: Any, update: bool) -> torch.Tensor:
         # a copy: the vector env (copy=False) overwrites its observation array on the next step
@@ -67,6 +70,8 @@ class EnvRunner:
         """Step every environment with the policy's ``action`` batch ([N] or [N, A]);
         ``self.obs`` becomes the next observation ([N, obs_dim], float32)."""
         obs, reward, terminated, truncated, info = self.env.step(self.adapt(action))
+        if self.on_step is not None:
+            self.on_step(self.num_envs)
         reward = np.asarray(reward, dtype=np.float32)
         self.ep_ret += reward
         self.ep_len += 1
@@ -87,18 +92,25 @@ class EnvRunner:
 
     # -------------------------------------------------------------- resume
     def state_dict(self) -> Dict[str, Any]:
-        """Everything needed to continue exactly: the env (physics, RNGs, time limits), the
-        current observation and the partial episodes."""
-        return {"env": dump_env(self.env), "obs": self.obs.clone(), "ep_ret": self.ep_ret.copy(),
+        """Everything needed to continue exactly, as plain data: the env (physics, RNGs, time
+        limits; ``env_state.capture``), the current observation and the partial episodes."""
+        return {"env": env_state.capture(self.env), "obs": self.obs.clone(), "ep_ret": self.ep_ret.copy(),
                 "ep_len": self.ep_len.copy(), "finished": list(self.finished)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Continue from ``state_dict``'s output: the env it holds replaces the current one."""
-        self.env.close()
-        self.env = load_env(state["env"])
-        self.obs = state["obs"].clone()
-        self.ep_ret, self.ep_len = state["ep_ret"].copy(), state["ep_len"].copy()
-        self.finished = list(state["finished"])
+        """Continue from ``state_dict``'s output, written onto this runner's env (made afresh
+        for the same id); a ``ValueError`` if the state's shapes are not this runner's, a
+        ``CheckpointError`` if its env state does not fit the env."""
+        obs, ep_ret, ep_len = state["obs"], state["ep_ret"], state["ep_len"]
+        if not (isinstance(obs, torch.Tensor) and obs.shape == self.obs.shape and obs.dtype == self.obs.dtype
+                and isinstance(ep_ret, np.ndarray) and ep_ret.shape == self.ep_ret.shape
+                and isinstance(ep_len, np.ndarray) and ep_len.shape == self.ep_len.shape):
+            raise ValueError(f"the runner state is not one of {self.num_envs} environments with observations "
+                             f"of shape {tuple(self.obs.shape[1:])}")
+        env_state.restore(self.env, state["env"])
+        self.obs = obs.clone()
+        self.ep_ret, self.ep_len = ep_ret.astype(np.float64), ep_len.astype(np.int64)
+        self.finished = [(float(r), int(n)) for r, n in state["finished"]]
 
 
 def collect_rollout(runner: EnvRunner, policy: torch.nn.Module, buffer: RolloutBuffer) -> None:

@@ -20,6 +20,7 @@ import torch
 import scgrad as sg
 from scgrad.estimators import Reparam
 
+from . import algorithms
 from .algorithms import Algorithm
 from .config import require
 from .offpolicy import OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train
@@ -147,14 +148,15 @@ class SAC:
         """Nothing to restore (see ``state_dict``)."""
 
 
-def sac(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
-        stop_after: Optional[int] = None, **settings) -> RunResult:
+def sac(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     """Train SAC on gymnasium environment ``env``.
 
     Args:
         env: environment id (a bounded 1-D Box action space, Box observations).
-        out_dir, resume, progress, stop_after: as in ``offpolicy.train``.
-        **settings: any field of :class:`SACConfig` (and the shared ``OffPolicyConfig`` and
+        out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
+            ``algorithms.train``; tuned presets fill the settings not given) and
+            any field of :class:`SACConfig` (and the shared ``OffPolicyConfig`` and
             ``RunConfig``): seed, steps, steps_per_epoch, hidden_sizes, batch_size, replay_size,
             start_steps, update_after, update_every, polyak, gamma, pi_lr, q_lr, alpha,
             alpha_init, alpha_lr, target_entropy, ...
@@ -162,7 +164,7 @@ def sac(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progre
     Returns:
         A ``RunResult`` with the trained model (``model.pi.mode(obs)`` acts) and the progress rows.
     """
-    return train(SACConfig(env=env, **settings), SAC, out_dir, resume, progress, stop_after)
+    return algorithms.train("sac", env, out_dir, **options)
 
 
 ALGORITHM = Algorithm("sac", SACConfig, functools.partial(train, algorithm=SAC), SAC.make_model)

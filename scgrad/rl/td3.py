@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
+from . import algorithms
 from .algorithms import Algorithm
 from .config import require
 from .ddpg import DDPG, DDPGConfig
@@ -62,14 +63,15 @@ class TD3(DDPG):
         return (mu + noise).clamp_(-1.0, 1.0)
 
 
-def td3(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
-        stop_after: Optional[int] = None, **settings) -> RunResult:
+def td3(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     """Train TD3 on gymnasium environment ``env``.
 
     Args:
         env: environment id (a bounded 1-D Box action space, Box observations).
-        out_dir, resume, progress, stop_after: as in ``offpolicy.train``.
-        **settings: any field of :class:`TD3Config` (and the shared ``OffPolicyConfig`` and
+        out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
+            ``algorithms.train``; tuned presets fill the settings not given) and
+            any field of :class:`TD3Config` (and the shared ``OffPolicyConfig`` and
             ``RunConfig``): seed, steps, steps_per_epoch, hidden_sizes, batch_size, replay_size,
             start_steps, update_after, update_every, polyak, gamma, pi_lr, q_lr, act_noise,
             target_noise, noise_clip, policy_delay, ...
@@ -77,7 +79,7 @@ def td3(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progre
     Returns:
         A ``RunResult`` with the trained model (``model.pi.mode(obs)`` acts) and the progress rows.
     """
-    return train(TD3Config(env=env, **settings), TD3, out_dir, resume, progress, stop_after)
+    return algorithms.train("td3", env, out_dir, **options)
 
 
 ALGORITHM = Algorithm("td3", TD3Config, functools.partial(train, algorithm=TD3), TD3.make_model)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.distributions import kl_divergence
 
 from scgrad.estimators import ImportanceWeighted
 
+from . import algorithms
 from .algorithms import Algorithm
 from .config import require, require_positive
 from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, fit_value, make_model, policy_loss, train,
@@ -105,18 +106,19 @@ class TRPO:
                 "BacktrackIters": result.backtracks}
 
 
-def trpo(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
-         stop_after: Optional[int] = None, **settings) -> RunResult:
+def trpo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     """Train TRPO on gymnasium environment ``env``.
 
     Args:
         env: environment id (Discrete or 1-D Box actions, Box observations).
-        out_dir, resume, progress, stop_after: as in ``onpolicy.train``.
-        **settings: any field of :class:`TRPOConfig` (and the shared ``OnPolicyConfig`` and
+        out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
+            ``algorithms.train``; tuned presets fill the settings not given) and
+            any field of :class:`TRPOConfig` (and the shared ``OnPolicyConfig`` and
             ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, delta, damping,
             cg_iters, vf_lr, train_v_iters, ...
     """
-    return train(TRPOConfig(env=env, **settings), TRPO, out_dir, resume, progress, stop_after)
+    return algorithms.train("trpo", env, out_dir, **options)
 
 
 ALGORITHM = Algorithm("trpo", TRPOConfig, functools.partial(train, algorithm=TRPO), make_model)

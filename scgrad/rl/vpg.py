@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
 from scgrad.estimators import ScoreFunction
 
+from . import algorithms
 from .algorithms import Algorithm
 from .config import require, require_positive
 from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, fit_value, make_model,
@@ -75,18 +76,19 @@ class VPG:
         return info
 
 
-def vpg(env: str, out_dir: Optional[str] = None, *, resume: bool = False, progress: bool = False,
-        stop_after: Optional[int] = None, **settings) -> RunResult:
+def vpg(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     """Train VPG on gymnasium environment ``env``.
 
     Args:
         env: environment id (Discrete or 1-D Box actions, Box observations).
-        out_dir, resume, progress, stop_after: as in ``onpolicy.train``.
-        **settings: any field of :class:`VPGConfig` (and the shared ``OnPolicyConfig`` and
+        out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
+            ``algorithms.train``; tuned presets fill the settings not given) and
+            any field of :class:`VPGConfig` (and the shared ``OnPolicyConfig`` and
             ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, pi_lr, vf_lr,
             train_v_iters, ...
     """
-    return train(VPGConfig(env=env, **settings), VPG, out_dir, resume, progress, stop_after)
+    return algorithms.train("vpg", env, out_dir, **options)
 
 
 ALGORITHM = Algorithm("vpg", VPGConfig, functools.partial(train, algorithm=VPG), make_model)

@@ -54,14 +54,14 @@ def assert_one_line_error(status, err, pattern):
     (["train", "trpo", "--vf-lr", "-1"], "vf_lr must be > 0"),
     (["train", "vpg", "--gamma", "1.5"], r"gamma must be in \[0, 1\]"),
     (["train", "ppo", "--gamma", "-0.1"], r"gamma must be in \[0, 1\]"),
-    (["train", "ppo", "--pi_lr", "fast"], "--pi_lr: expected float"),
+    (["train", "ppo", "--pi_lr", "fast"], "--pi_lr: expected a number"),
     (["train", "a2c"], "unknown algorithm 'a2c'"),
     (["train"], "train needs an algorithm"),
 ])
 def test_bad_training_input(cli, tmp_path, args, pattern):
     status, _, err = cli(*args, "--out", tmp_path / "run")
     assert_one_line_error(status, err, pattern)
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 
 def test_missing_and_corrupt_checkpoints(cli, trained, tmp_path):
@@ -71,7 +71,7 @@ def test_missing_and_corrupt_checkpoints(cli, trained, tmp_path):
     run.mkdir()
     (run / "config.json").write_text((trained / "s0" / "config.json").read_text())
     assert_one_line_error(*cli("eval", run)[::2], "no checkpoint")
-    (run / "checkpoint.pt").write_bytes(b"\x00garbage")
+    (run / "checkpoint.json").write_bytes(b"\x00garbage")
     assert_one_line_error(*cli("eval", run)[::2], "corrupt")
     (run / "progress.csv").write_text((trained / "s0" / "progress.csv").read_text())
     assert_one_line_error(*cli("train", "--resume", run)[::2], "corrupt")
@@ -87,7 +87,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(cli, tmp_path):
     status, _, err = cli("train", "ppo", "--env", "toy_envs:NaNAfter-v0", "--out", tmp_path, "--steps", "1000",
                          "--steps_per_epoch", "100", "--update_epochs", "2", "--no-progress")
     assert_one_line_error(status, err, "epoch 4: .*NaN.*last good checkpoint is kept")
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 3
+    assert load_checkpoint(tmp_path)["epoch"] == 3
 
 
 def test_eval_prints_returns_and_summary(cli, trained):

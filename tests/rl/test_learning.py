@@ -1,35 +1,39 @@
-"""Learning tests on CartPole-v1 (seed 0, 20 deterministic evaluation episodes, ≤ 100k steps).
+"""Learning tests, as a newcomer runs them: ``python -m scgrad.rl train ALGO --env ENV --steps N``
+with no other flag (the tuned presets of ``scgrad.rl.presets`` fill the rest), then the saved
+agent evaluated from its run folder (``scgrad.rl.load``).
 
-Settings tuned for reliability at this budget: eight environments, GAE λ = 0.95, larger
-learning rates than Spinning Up's defaults for VPG (one policy step per epoch) and PPO
-(minibatches, annealed). With them, measured on seeds 0–3 (0–2 for PPO): PPO 500 on every seed,
-VPG ≥ 480, TRPO ≥ 494. Each test takes roughly 10–20 s on two shared cores.
+On-policy on CartPole-v1 (seed 0, 100k steps, 20 deterministic evaluation episodes): PPO must
+reach 475, VPG and TRPO 195 — with these presets, measured on seeds 0–3 (0–2 for PPO): PPO 500
+on every seed, VPG ≥ 480, TRPO ≥ 494. Off-policy on Pendulum-v1 (seed 0, 15k steps, 10
+deterministic episodes): DDPG, TD3 and SAC must reach −250 — measured on seeds 0–2: DDPG
+−171…−183, TD3 −172…−181, SAC −172…−175. Each run takes roughly 10–40 s on two shared cores.
 """
 import numpy as np
 import pytest
 
-from scgrad.rl.evaluate import Agent, evaluate
-from scgrad.rl.ppo import ppo
-from scgrad.rl.trpo import trpo
-from scgrad.rl.vpg import vpg
+import scgrad.rl
+from scgrad.rl.cli import main
+from scgrad.rl.evaluate import evaluate
 
 pytestmark = pytest.mark.learning
 
-COMMON = dict(seed=0, steps=100_000, num_envs=8, lam=0.95)
-CASES = {
-    "ppo": (ppo, 475.0, dict(steps_per_epoch=1024, update_epochs=10, minibatch_size=256, pi_lr=1e-3,
-                             vf_lr=1e-3, anneal_lr=True, target_kl=None)),
-    "vpg": (vpg, 195.0, dict(steps_per_epoch=2000, pi_lr=5e-3, train_v_iters=40)),
-    "trpo": (trpo, 195.0, dict(steps_per_epoch=2000, train_v_iters=40)),
+CASES = {  # algorithm: (environment, steps, evaluation episodes, threshold)
+    "ppo": ("CartPole-v1", 100_000, 20, 475.0),
+    "vpg": ("CartPole-v1", 100_000, 20, 195.0),
+    "trpo": ("CartPole-v1", 100_000, 20, 195.0),
+    "ddpg": ("Pendulum-v1", 15_000, 10, -250.0),
+    "td3": ("Pendulum-v1", 15_000, 10, -250.0),
+    "sac": ("Pendulum-v1", 15_000, 10, -250.0),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_reaches_cartpole_threshold(name, cpu_threads):
-    train, threshold, settings = CASES[name]
-    result = train("CartPole-v1", **COMMON, **settings)
-    assert int(result.progress[-1]["TotalEnvInteracts"]) <= 100_000
-    agent = Agent(name, result.config, result.model, result.normalizer)
-    returns = evaluate(agent, episodes=20, seed=1000, deterministic=True)
-    print(f"{name}: mean return {np.mean(returns):.1f} over 20 episodes")
+def test_default_command_line_learns_the_standard_task(name, tmp_path, cpu_threads):
+    env, steps, episodes, threshold = CASES[name]
+    run = tmp_path / name
+    assert main(["train", name, "--env", env, "--steps", str(steps), "--out", str(run), "--no-progress"]) == 0
+    agent = scgrad.rl.load(run)
+    assert agent.config.preset == "classic_control" and agent.config.steps == steps
+    returns = evaluate(agent, episodes=episodes, seed=1000, deterministic=True)
+    print(f"{name}: mean return {np.mean(returns):.1f} over {episodes} episodes")
     assert np.mean(returns) >= threshold

@@ -342,7 +342,8 @@ def test_stats_read_once_and_mark_unmeasured_columns():
     (DDPGConfig, dict(act_noise=-0.1), "act_noise must be >= 0"),
     (TD3Config, dict(policy_delay=0), "policy_delay must be >= 1"),
     (TD3Config, dict(noise_clip=-1.0), "noise_clip must be >= 0"),
-    (TD3Config, dict(steps=500), "steps .* at least steps_per_epoch"),
+    (TD3Config, dict(steps=501, num_envs=2, steps_per_epoch=400, update_every=50),
+     r"steps \(501\) must be a multiple of num_envs"),
 ])
 def test_bad_settings_are_config_errors(config, settings, pattern):
     with pytest.raises(ConfigError, match=pattern):
@@ -362,4 +363,4 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match="epoch 3: .*NaN.*last good checkpoint is kept"):
         sac("OffPolicyNaN-v0", tmp_path, steps=500, steps_per_epoch=100, hidden_sizes=(8,), batch_size=16,
             start_steps=0, update_after=50, update_every=50, num_test_episodes=0)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 2
+    assert load_checkpoint(tmp_path)["epoch"] == 2

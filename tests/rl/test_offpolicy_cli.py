@@ -62,7 +62,7 @@ def test_stop_and_resume_equals_uninterrupted(name, tmp_path, cpu_threads):
     whole = train("Pendulum-v1", tmp_path / "whole", **settings)
     part = train("Pendulum-v1", tmp_path / "part", stop_after=2, **settings)
     assert part.stopped_early and len(part.progress) == 2
-    assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["replay"]["size"] == 300  # full, wrapped
+    assert load_checkpoint(tmp_path / "part")["replay"]["size"] == 300  # full, wrapped
     resumed = train("Pendulum-v1", tmp_path / "part", resume=True, **settings)
     assert progress_without_time(tmp_path / "part") == progress_without_time(tmp_path / "whole")
     for (key, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -72,7 +72,7 @@ def test_stop_and_resume_equals_uninterrupted(name, tmp_path, cpu_threads):
 def test_resume_without_the_buffer_refills_it(tmp_path, cpu_threads):
     settings = {**RESUME, "update_after": 300, "save_buffer": False}
     sac("Pendulum-v1", tmp_path, stop_after=2, **settings)
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["replay"]["data"] is None
+    assert load_checkpoint(tmp_path)["replay"]["data"] is None
     result = sac("Pendulum-v1", tmp_path, resume=True, **settings)
     losses = [row["LossQ"] for row in result.progress]
     # epoch 2 learned from a buffer of 400; after the resume the buffer restarts empty, so
@@ -94,7 +94,7 @@ def test_killed_cli_run_resumes_to_the_same_progress(tmp_path):
 def test_bad_off_policy_input(cli, tmp_path, args, pattern):  # noqa: F811
     status, _, err = cli(*args, "--out", tmp_path / "run")
     assert_one_line_error(status, err, pattern)
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 
 def test_help_lists_the_off_policy_settings(cli):  # noqa: F811

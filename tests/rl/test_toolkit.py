@@ -1,5 +1,6 @@
 """The RL toolkit's parts: environments, normaliser, networks, buffer/rollout, checkpoints,
 run folders, settings, progress bar."""
+import errno
 import io
 import os
 from typing import Optional, Tuple
@@ -13,7 +14,8 @@ from torch import nn
 from scgrad.rl.buffer import RolloutBuffer
 from scgrad.rl.checkpoint import load_checkpoint, save_checkpoint
 from scgrad.rl.config import field_help, parse_text
-from scgrad.rl.envs import ActionAdapter, dump_env, load_env, make_vector_env
+from scgrad.rl import env_state
+from scgrad.rl.envs import ActionAdapter, make_vector_env
 from scgrad.rl.errors import CheckpointError, ConfigError, EnvError
 from scgrad.rl.logger import RunFolder, episode_stats, read_progress
 from scgrad.rl.networks import ACTIVATIONS, ActorCritic, forward_fast, mlp, numpy_forward
@@ -52,13 +54,14 @@ def test_box_actions_are_clipped_and_rescaled():
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Dice-v0"])
-def test_dumped_env_continues_identically(env_id):
+def test_restored_env_continues_identically(env_id):
     env = make_vector_env(env_id, 2)
     env.reset(seed=3)
     action = np.stack([env.single_action_space.sample() for _ in range(2)])
     for _ in range(5):
         env.step(action)
-    copy = load_env(dump_env(env))
+    copy = make_vector_env(env_id, 2)
+    env_state.restore(copy, env_state.capture(env))
     for _ in range(60):  # across episode ends too
         a, b = env.step(action), copy.step(action)
         np.testing.assert_array_equal(a[0], b[0])
@@ -227,39 +230,48 @@ def test_termination_does_not_bootstrap():
 
 
 # ------------------------------------------------------------------ checkpoints
+INFO = {"algo": "ppo", "settings": {"env": "CartPole-v1"}, "run": {"threads": 1}}
+
+
 def test_checkpoint_roundtrip_and_atomic_replace(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"epoch": 1, "x": torch.arange(3)})
-    assert load_checkpoint(path)["epoch"] == 1
+    save_checkpoint(tmp_path, {"epoch": 1, "x": torch.arange(3)}, {**INFO, "epoch": 1})
+    assert load_checkpoint(tmp_path)["epoch"] == 1
 
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
+    save = torch.save
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
-        save_checkpoint(path, {"epoch": 2})
-    assert load_checkpoint(path)["epoch"] == 1  # the previous checkpoint survives
-    assert os.listdir(tmp_path) == ["checkpoint.pt"]  # and no temporary file is left
+    with pytest.raises(CheckpointError, match=r"\(No space left on device\); the checkpoint of epoch 1 is kept"):
+        save_checkpoint(tmp_path, {"epoch": 2}, {**INFO, "epoch": 2})
+    assert load_checkpoint(tmp_path)["epoch"] == 1  # the previous checkpoint survives
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-000001.pt", "checkpoint.json"]  # no temporary file left
+    monkeypatch.setattr(torch, "save", save)
+    save_checkpoint(tmp_path, {"epoch": 2}, {**INFO, "epoch": 2})
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-000002.pt", "checkpoint.json"]  # the old payload went
 
 
 def test_bad_checkpoints_raise_one_line(tmp_path):
+    from .test_run_folder import payload, reseal
+
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "missing.pt")
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"not a checkpoint at all")
+        load_checkpoint(tmp_path)
+    (tmp_path / "checkpoint.json").write_text("not a manifest at all")
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_checkpoint(garbage)
-    good = tmp_path / "good.pt"
-    save_checkpoint(good, {"epoch": 1, "w": torch.randn(1000)})
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="corrupt"):
-        load_checkpoint(truncated)
-    other = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(2)}, other)
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, {"epoch": 1, "w": torch.randn(1000)}, {**INFO, "epoch": 1})
+    good = payload(tmp_path).read_bytes()
+    payload(tmp_path).write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):  # its checksum differs
+        load_checkpoint(tmp_path)
+    reseal(tmp_path)  # a truncated file with matching checksums still does not load
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_checkpoint(tmp_path)
+    torch.save({"weights": torch.zeros(2)}, payload(tmp_path))
+    reseal(tmp_path)
     with pytest.raises(CheckpointError, match="not an scgrad.rl checkpoint"):
-        load_checkpoint(other)
+        load_checkpoint(tmp_path)
 
 
 # ------------------------------------------------------------------ run folder
@@ -305,7 +317,8 @@ def test_run_folder_refuses_overwrite_and_changed_settings(tmp_path):
     ({"pi_lr": -1e-3}, "pi_lr must be > 0"), ({"vf_lr": 0.0}, "vf_lr must be > 0"),
     ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"), ({"gamma": -0.1}, r"gamma must be in \[0, 1\]"),
     ({"lam": 2.0}, r"lam must be in \[0, 1\]"), ({"clip_ratio": 1.0}, r"clip_ratio must be in \(0, 1\)"),
-    ({"num_envs": 3}, "multiple of num_envs"), ({"steps": 10}, "at least steps_per_epoch"),
+    ({"num_envs": 3}, "multiple of num_envs"),
+    ({"steps": 10, "num_envs": 4, "steps_per_epoch": 400}, r"steps \(10\) must be a multiple of num_envs \(4\)"),
     ({"steps": "many"}, "steps must be of type int"), ({"activation": "nope"}, "activation must be one of"),
 ])
 def test_settings_are_validated(bad, message):
@@ -322,7 +335,7 @@ def test_settings_coercion_and_parsing():
     assert parse_text("hidden_sizes", Tuple[int, ...], "64,32") == (64, 32)
     assert parse_text("normalize_obs", bool, "True") is True
     assert parse_text("target_kl", Optional[float], "none") is None
-    with pytest.raises(ConfigError, match="--normalize_obs: expected bool"):
+    with pytest.raises(ConfigError, match="--normalize_obs: expected true or false"):
         parse_text("normalize_obs", bool, "maybe")
     helps = field_help(PPOConfig)
     assert "clip_ratio" in helps and "gamma" in helps and "multiple of" in helps["steps_per_epoch"]
