@@ -22,3 +22,17 @@ def test_demo_main_prints_the_exact_gradient(capsys):
     demo.main(["--runs", "20"])
     out = capsys.readouterr().out
     assert "exact gradient (by enumeration)" in out and "StraightThrough" in out
+
+
+def test_demo_runs_on_one_thread_and_gives_the_count_back(monkeypatch):
+    import torch
+
+    seen = []
+    monkeypatch.setattr(demo, "run", lambda *args: seen.append(torch.get_num_threads()) or [])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        demo.main([])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

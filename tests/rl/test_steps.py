@@ -57,3 +57,11 @@ def test_the_progress_bar_moves_within_an_epoch(monkeypatch, cpu_threads):
     ppo("CartPole-v1", **{**PPO, "steps": 200, "progress": True})  # one epoch
     drawn = [int(line.split()[2].split("/")[0]) for line in terminal.getvalue().split("\r") if "steps/s" in line]
     assert 0 < drawn[0] < 200 and len(set(drawn)) > 10 and drawn[-1] == 200
+
+
+@pytest.mark.parametrize("stream, drawn", [(Terminal, True), (io.StringIO, False)])
+def test_the_python_api_draws_the_bar_by_default_only_on_a_terminal(monkeypatch, stream, drawn, cpu_threads):
+    err = stream()
+    monkeypatch.setattr("sys.stderr", err)
+    ppo("CartPole-v1", **{**PPO, "steps": 200, "progress": None})
+    assert ("steps/s" in err.getvalue()) == drawn
