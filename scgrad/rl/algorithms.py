@@ -51,14 +51,14 @@ def get(name: str) -> Algorithm:
 
 
 def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *, resume: bool = False,
-          progress: Optional[bool] = None, threads: int = 1, stop_after: Optional[int] = None,
+          progress: Optional[bool] = None, threads: Optional[int] = None, stop_after: Optional[int] = None,
           **settings: Any) -> Any:
     """Train algorithm ``name`` as the command line does; ``ppo()``, ``sac()``, ... call this.
 
     The preset of the environment's family fills every setting not given (``preset="none"``
     keeps the algorithm's own defaults; see ``scgrad.rl.presets``), torch runs on ``threads``
-    CPU threads for the run (restored afterwards), and the progress bar is drawn when stderr
-    is a terminal unless ``progress`` says otherwise.
+    CPU threads for the run (restored afterwards; a resumed run on the count it recorded), and
+    the progress bar is drawn when stderr is a terminal unless ``progress`` says otherwise.
 
     Args:
         name: the algorithm (``ppo``, ``sac``, ...).
@@ -66,7 +66,8 @@ def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *
         out_dir: run folder; ``None``: no files.
         resume: continue the run in ``out_dir`` from its checkpoint.
         progress: draw a progress bar on stderr (default: when stderr is a terminal).
-        threads: torch CPU threads (these small networks run fastest on one).
+        threads: torch CPU threads (default 1: these small networks run fastest on one; a
+            resumed run: the count it was trained with).
         stop_after: stop after this many epochs in total (resume later).
         **settings: fields of the algorithm's settings dataclass.
 
@@ -78,8 +79,17 @@ def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *
     config = algorithm.config.from_dict(presets.apply(name, given, default_env(algorithm)))
     if progress is None:
         progress = sys.stderr.isatty()
+    if threads is None:
+        threads = recorded_threads(out_dir) if resume and out_dir is not None else 1
     with torch_threads(threads):
         return algorithm.train(config, out_dir=out_dir, resume=resume, progress=progress, stop_after=stop_after)
+
+
+def recorded_threads(run_dir: str) -> int:
+    """The torch thread count a run folder's run was trained with (1 if it recorded none)."""
+    from .logger import read_run_options
+
+    return read_run_options(run_dir).get("threads", 1)
 
 
 def default_env(algorithm: Algorithm) -> str:

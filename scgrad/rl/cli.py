@@ -198,7 +198,7 @@ def _did_you_mean(flag: str, known: Sequence[str]) -> str:
 def train(args: argparse.Namespace, rest: List[str]) -> int:
     """``train ALGO --env ... [--resume]``: run (or continue) training; ``rest`` holds the
     algorithm's name and its ``--setting value`` flags. Returns the exit code."""
-    from .logger import check_env_id, config_error, read_config, read_run_options
+    from .logger import check_env_id, config_error, read_config
 
     settings: Dict[str, Any] = {}
     name = rest.pop(0) if rest and not rest[0].startswith("-") else None
@@ -235,7 +235,7 @@ def train(args: argparse.Namespace, rest: List[str]) -> int:
 
     threads = args.threads
     if threads is None:  # a resumed run keeps the count it recorded
-        threads = read_run_options(args.resume).get("threads", 1) if args.resume else 1
+        threads = algorithms.recorded_threads(args.resume) if args.resume else 1
     with algorithms.torch_threads(threads):
         algorithm.train(config, out_dir=out, resume=bool(args.resume), progress=not args.no_progress)
     print(f"run folder: {out}")

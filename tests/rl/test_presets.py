@@ -105,3 +105,16 @@ def test_the_command_line_records_the_preset_and_none_keeps_the_defaults(tmp_pat
     defaults = PPOConfig().to_dict()
     assert (recorded["preset"], recorded["num_envs"], recorded["minibatch_size"]) == ("none", 1, None)
     assert all(recorded[k] == defaults[k] for k in ("pi_lr", "lam", "target_kl"))
+
+
+def test_a_python_resume_runs_on_the_recorded_thread_count(tmp_path):
+    import torch
+    from scgrad.rl.checkpoint import read_manifest
+    from scgrad.rl.ppo import ppo
+
+    tiny = dict(steps=32, steps_per_epoch=16, update_epochs=1, progress=False)
+    ppo("CartPole-v1", tmp_path, stop_after=1, threads=2, **tiny)
+    before = torch.get_num_threads()
+    ppo("CartPole-v1", tmp_path, resume=True, **tiny)  # no threads given: the run's 2, not 1
+    assert read_manifest(tmp_path)["epoch"] == 2 and read_manifest(tmp_path)["run"] == {"threads": 2}
+    assert torch.get_num_threads() == before
