@@ -114,15 +114,15 @@ class RunFolder:
         record = {"algo": algo, **settings, **({RUN_KEY: run} if run is not None else {})}
         _atomic_write(self.path / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
 
-    def check_resume(self, algo: str, settings: Dict[str, Any]) -> None:
-        """Check that config.json holds the same algorithm and settings (only ``steps`` may
-        change, to extend or shorten the run)."""
+    def check_resume(self, algo: str, settings: Dict[str, Any], length: str = "steps") -> None:
+        """Check that config.json holds the same algorithm and settings (only the run's length,
+        the setting named ``length``, may change, to extend or shorten the run)."""
         assert self.path is not None
         saved_algo, saved = read_config(self.path)
         if saved_algo != algo:
             raise CheckpointError(f"{self.path} holds a {saved_algo} run, not {algo}")
         changed = [f"{k}={settings.get(k)!r} (the run has {saved.get(k)!r})"
-                   for k in sorted(set(saved) | set(settings)) if k != "steps" and saved.get(k) != settings.get(k)]
+                   for k in sorted(set(saved) | set(settings)) if k != length and saved.get(k) != settings.get(k)]
         if changed:
             raise CheckpointError(f"cannot resume {self.path} with different settings: {'; '.join(changed)}")
 

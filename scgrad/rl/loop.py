@@ -1,9 +1,11 @@
-"""The epoch loop every algorithm shares: run folder, resume, one epoch's work, episode
+"""The epoch loop every training run shares: run folder, resume, one epoch's work, episode
 statistics, progress.csv, checkpoints, the NaN guard and the progress bar.
 
-An algorithm supplies only the work of one epoch (``Training.epoch``) and the objects whose
-state must survive a restart (``Training.state``: anything with ``state_dict`` and
-``load_state_dict`` — the model, optimisers, normaliser, env runner, a replay buffer).
+A run supplies only the work of one epoch (``Training.epoch``) and the objects whose state must
+survive a restart (``Training.state``: anything with ``state_dict`` and ``load_state_dict`` — the
+model, optimisers, normaliser, env runner, a replay buffer). Nothing here needs an environment:
+with no ``runner`` the loop counts whatever units the run counts (episodes, examples) and the
+epoch reports its own statistics, so supervised training reuses the same folder and resume.
 """
 from __future__ import annotations
 
@@ -30,27 +32,34 @@ class Training:
     """What the loop drives.
 
     Attributes:
-        name: the algorithm's name (recorded in config.json).
-        config: its settings.
-        steps: environment steps in the whole run, all environments together (exactly: the
-            last epoch is shorter when ``steps_per_epoch`` does not divide it).
-        steps_per_epoch: environment steps per epoch, all environments together.
-        runner: the env runner, whose finished episodes give each epoch's return statistics.
+        name: the algorithm's (or program's) name, recorded in config.json.
+        config: its settings: a ``RunConfig`` or any object with ``to_dict()`` (JSON-ready) and
+            ``checkpoint_every``.
+        steps: units of work in the whole run (environment steps, all environments together,
+            for RL; exactly: the last epoch is shorter when ``steps_per_epoch`` does not divide it).
+        steps_per_epoch: units per epoch.
         model: checked for NaN or infinite parameters after every epoch.
         state: objects saved in each checkpoint under their names.
         epoch: ``epoch(i, start, stop) -> info``: epoch i's work (1-based), taking the run from
-            ``start`` to ``stop`` environment steps; returns its progress columns (LossPi,
-            LossV, KL, Entropy and any extras).
+            ``start`` to ``stop`` units; returns its progress columns (LossPi, LossV, KL,
+            Entropy and any extras).
+        runner: the env runner, whose finished episodes give each epoch's return statistics and
+            move the progress bar as it steps; ``None`` when the run has none (the epoch then
+            returns whatever statistics it has).
+        count: the progress.csv column of the units ``steps`` counts.
+        length: the setting that holds ``steps``: the one setting a resume may change.
     """
 
     name: str
     config: RunConfig
     steps: int
     steps_per_epoch: int
-    runner: EnvRunner
     model: nn.Module
     state: Dict[str, Any]
     epoch: Callable[[int, int, int], Dict[str, float]]
+    runner: Optional[EnvRunner] = None
+    count: str = "TotalEnvInteracts"
+    length: str = "steps"
 
 
 def run(training: Training, out_dir: Optional[str] = None, resume: bool = False, progress: bool = False,
@@ -73,25 +82,27 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
         folder.acquire(create=not resume)
         epoch, done, elapsed = _start(t, folder, resume)
         if progress:
-            bar = ProgressBar(t.steps, done)
-            t.runner.on_step = bar.advance  # redrawn as the environments step, not once an epoch
+            bar = ProgressBar(t.steps, done, unit=t.count)
+            if t.runner is not None:
+                t.runner.on_step = bar.advance  # redrawn as the environments step, not once an epoch
         t0 = time.perf_counter() - elapsed
         while done < t.steps and (stop_after is None or epoch < stop_after):
             epoch, start, done = epoch + 1, done, min(done + t.steps_per_epoch, t.steps)
             info = _checked_epoch(t, epoch, start, done, folder)
-            row = {"Epoch": epoch, "TotalEnvInteracts": done,
-                   **episode_stats(*t.runner.pop_episodes()), **info, "Time": time.perf_counter() - t0}
+            stats = episode_stats(*t.runner.pop_episodes()) if t.runner is not None else {}
+            row = {"Epoch": epoch, t.count: done, **stats, **info, "Time": time.perf_counter() - t0}
             folder.log(row)
             last = done == t.steps or epoch == stop_after
             if folder.path is not None and (epoch % t.config.checkpoint_every == 0 or last):
                 save_checkpoint(folder.path, _capture(t, epoch, done, row["Time"]), _record(t, epoch))
             if bar:
-                bar.update(done, f"return {row['AverageEpRet']:.1f}")
+                bar.update(done, f"return {row['AverageEpRet']:.1f}" if "AverageEpRet" in row else "")
     finally:
-        t.runner.on_step = None
+        if t.runner is not None:
+            t.runner.on_step = None
+            t.runner.env.close()
         if bar:
             bar.close()
-        t.runner.env.close()
         folder.release()
     return folder.rows, done < t.steps
 
@@ -109,14 +120,14 @@ def _start(t: Training, folder: RunFolder, resume: bool) -> Tuple[int, int, floa
     if not resume:
         folder.create(t.name, settings, options)
         return 0, 0, 0.0
-    folder.check_resume(t.name, settings)
+    folder.check_resume(t.name, settings, t.length)
     if not has_checkpoint(folder.path):
         say(f"{folder.path} holds no checkpoint yet: starting the run from scratch with its recorded settings")
         folder.reopen(0)
         folder.write_config(t.name, settings, options)
         return 0, 0, 0.0
     manifest, saved = read_checkpoint(folder.path)
-    _check_recorded(folder, manifest, t.name, settings, options)
+    _check_recorded(folder, manifest, t.name, settings, options, t.length)
     try:
         for name, obj in t.state.items():
             obj.load_state_dict(saved[name])
@@ -131,14 +142,14 @@ def _start(t: Training, folder: RunFolder, resume: bool) -> Tuple[int, int, floa
 
 
 def _check_recorded(folder: RunFolder, manifest: Dict[str, Any], algo: str, settings: Dict[str, Any],
-                    options: Dict[str, Any]) -> None:
-    """The resumed run must have the algorithm, settings (``steps`` aside) and run options its
+                    options: Dict[str, Any], length: str = "steps") -> None:
+    """The resumed run must have the algorithm, settings (its length aside) and run options its
     checkpoint was written with: config.json may have been edited since."""
     if manifest.get("algo") != algo:
         raise CheckpointError(f"the checkpoint in {folder.path} is of a {manifest.get('algo')} run, not {algo}")
     saved = manifest["settings"]
     changed = [f"{k}={settings.get(k)!r} (the checkpoint has {saved.get(k)!r})"
-               for k in sorted(set(saved) | set(settings)) if k != "steps" and saved.get(k) != settings.get(k)]
+               for k in sorted(set(saved) | set(settings)) if k != length and saved.get(k) != settings.get(k)]
     if changed:
         raise CheckpointError(f"cannot resume {folder.path}: its settings differ from those its checkpoint was "
                               f"written with: {'; '.join(changed)}; restore config.json")

@@ -290,7 +290,7 @@ def train(config: OffPolicyConfig, algorithm: Type[OffPolicyAlgorithm], out_dir:
 
     state = {"model": model, "runner": runner, "replay": buffer, "algo": algo,
              **{f"optimizer_{k}": o for k, o in algo.optimizers.items()}}
-    training = Training(algorithm.name, config, config.steps, config.steps_per_epoch, runner, model, state, epoch)
+    training = Training(algorithm.name, config, config.steps, config.steps_per_epoch, model, state, epoch, runner)
     with denormals_flushed(config.flush_denormal):
         rows, stopped = run(training, out_dir, resume, progress, stop_after)
     return RunResult(config, model, None, rows, out_dir, stopped)

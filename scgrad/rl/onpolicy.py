@@ -303,8 +303,8 @@ def train(config: OnPolicyConfig, algorithm: Type[OnPolicyAlgorithm], out_dir: O
 
     state = {"model": model, "runner": runner, **{f"optimizer_{k}": o for k, o in optimizers.items()},
              **({"normalizer": normalizer} if normalizer is not None else {})}
-    rows, stopped = run(Training(algorithm.name, config, config.steps, config.steps_per_epoch, runner, model,
-                                 state, epoch), out_dir, resume, progress, stop_after)
+    rows, stopped = run(Training(algorithm.name, config, config.steps, config.steps_per_epoch, model,
+                                 state, epoch, runner), out_dir, resume, progress, stop_after)
     return RunResult(config, model, normalizer, rows, out_dir, stopped)
 
 

@@ -16,10 +16,14 @@ class ProgressBar:
         total: the number of steps at 100%.
         start: steps already done (a resumed run).
         stream: where to draw (stderr).
+        unit: what is counted: ``steps`` (environment steps), or a progress.csv column such as
+            ``Episodes`` (shown in lower case).
     """
 
-    def __init__(self, total: int, start: int = 0, stream: Optional[TextIO] = None, width: int = 24) -> None:
+    def __init__(self, total: int, start: int = 0, stream: Optional[TextIO] = None, width: int = 24,
+                 unit: str = "steps") -> None:
         self.total, self.start, self.width = max(total, 1), start, width
+        self.unit = "steps" if unit in ("steps", "TotalEnvInteracts") else unit.lower()
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.perf_counter()
@@ -45,7 +49,7 @@ class ProgressBar:
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         filled = self.width * done // self.total
         line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * done // self.total:3d}%  "
-                f"{done}/{self.total} steps  {rate:,.0f} steps/s  ETA {_duration(eta)}  {note}")
+                f"{done}/{self.total} {self.unit}  {rate:,.0f} {self.unit}/s  ETA {_duration(eta)}  {note}")
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         self.stream.flush()
 
