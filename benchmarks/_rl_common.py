@@ -48,7 +48,7 @@ def command_line(script: str, argv: Sequence[str]) -> str:
 
 
 class SB3Agent:
-    """Duck-types ``scgrad.rl.evaluate.Agent`` for an SB3 model (deterministic actions).
+    """Duck-types ``scgrad.rl.run.evaluate.Agent`` for an SB3 model (deterministic actions).
 
     ``evaluate`` maps a Box action from the policy's [−1, 1] to the environment's bounds, while
     SB3's ``predict`` already returns environment actions; for a Box whose bounds are not

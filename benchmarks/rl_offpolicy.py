@@ -25,7 +25,7 @@ Matched settings, passed explicitly to both sides (neither library's defaults ar
 RL-Zoo-style for MuJoCo, Spinning Up names on scgrad's side:
 
 =====================  ==================================  ===================================
-setting                scgrad (``scgrad.rl.<algo>``)       SB3
+setting                scgrad (``scgrad.rl.algos.<algo>``) SB3
 =====================  ==================================  ===================================
 learning rate          pi_lr = q_lr (= alpha_lr for SAC)   learning_rate (actor, critic, α)
 batch                  batch_size 256                      batch_size 256
@@ -71,7 +71,7 @@ to the random start-phase actions (then clips); here that noise is silent during
 phase, as scgrad's random actions are plain uniform.
 
 Timing: the clock runs over everything training needs — environment, networks, buffer and the
-training loop (``scgrad.rl.<algo>.<algo>(...)`` returning; SB3's model construction and
+training loop (``scgrad.rl.algos.<algo>.<algo>(...)`` returning; SB3's model construction and
 ``learn``) — and stops before the evaluation episodes. scgrad's per-epoch test episodes are off
 (``num_test_episodes=0``), so no evaluation is inside its clock, and it writes no files
 (``out_dir=None``); SB3 runs with ``verbose=0`` and no callbacks.
@@ -100,7 +100,7 @@ import _rl_common  # noqa: E402
 from _rl_common import (RETURN_P_NOTE, SB3Agent, cell, command_line, footer, load_now, load_range,  # noqa: E402
                         load_runs, p_cell, save_run, single_thread, timing_mode)
 
-from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
+from scgrad.rl.run.evaluate import Agent, evaluate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT, RUNS = HERE / "RESULTS.md", HERE / "rl_offpolicy_runs"
@@ -146,7 +146,7 @@ def action_dim(env: str) -> int:
 
 
 def scgrad_settings(algo: str, env: str, seed: int, steps: int, learning_starts: int) -> Dict[str, Any]:
-    """The keyword settings of ``scgrad.rl.<algo>.<algo>(env, **settings)`` for the matched run."""
+    """The keyword settings of ``scgrad.rl.algos.<algo>.<algo>(env, **settings)`` for the matched run."""
     h = SETTINGS[algo]
     settings = {"seed": seed, "steps": steps, "steps_per_epoch": STEPS_PER_EPOCH if steps % STEPS_PER_EPOCH == 0
                 else steps, "num_test_episodes": 0, "hidden_sizes": tuple(h["hidden"]), "activation": ACTIVATION,
@@ -166,7 +166,7 @@ def scgrad_settings(algo: str, env: str, seed: int, steps: int, learning_starts:
 def run_scgrad(algo: str, env: str, seed: int, steps: int, learning_starts: int) -> Dict[str, Any]:
     """Train scgrad's ``algo`` (clock: the whole training call) and evaluate it."""
     settings = scgrad_settings(algo, env, seed, steps, learning_starts)
-    train = getattr(importlib.import_module(f"scgrad.rl.{algo}"), algo)
+    train = getattr(importlib.import_module(f"scgrad.rl.algos.{algo}"), algo)
     start = time.perf_counter()
     result = train(env, preset="none", progress=False, **settings)  # these settings, nothing filled in
     seconds = time.perf_counter() - start
@@ -228,7 +228,7 @@ def _init_chain(linears: Sequence[torch.nn.Linear], output_gain: float) -> None:
 
 def init_like_scgrad(policy) -> None:
     """Re-initialise an SB3 SAC/TD3/DDPG policy's networks as scgrad initialises its own
-    (``scgrad.rl.offpolicy_networks``): actors' last layers gain 0.01, critics' gain 1; the
+    (``scgrad.rl.nets.offpolicy``): actors' last layers gain 0.01, critics' gain 1; the
     target networks then copy them, as at construction."""
     linears = lambda module: [m for m in module.modules() if isinstance(m, torch.nn.Linear)]  # noqa: E731
     with torch.no_grad():

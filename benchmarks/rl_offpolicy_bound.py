@@ -36,10 +36,10 @@ import rl_offpolicy  # noqa: E402
 from _results import made_by, update_section  # noqa: E402
 from _rl_common import command_line, load_runs, positive, single_thread  # noqa: E402
 
-from scgrad.rl import algorithms  # noqa: E402
-from scgrad.rl.envs import make_vector_env  # noqa: E402
-from scgrad.rl.offpolicy_networks import box_dims  # noqa: E402
-from scgrad.rl.replay import ReplayBuffer  # noqa: E402
+from scgrad.rl.algos import registry as algorithms  # noqa: E402
+from scgrad.rl.envs.make import make_vector_env  # noqa: E402
+from scgrad.rl.nets.offpolicy import box_dims  # noqa: E402
+from scgrad.rl.data.replay import ReplayBuffer  # noqa: E402
 
 START_MARK, END_MARK = "<!-- rl_offpolicy_bound:start -->", "<!-- rl_offpolicy_bound:end -->"
 PLAN = [("sac", "HalfCheetah-v5"), ("td3", "HalfCheetah-v5"), ("ddpg", "HalfCheetah-v5")]
@@ -143,7 +143,7 @@ def measure(algo: str, env_id: str, updates: int = 200) -> Dict[str, float]:
     obs_dim, act_dim = box_dims(env.single_observation_space, env.single_action_space)
     env.close()
     update_class = {"sac": "SAC", "td3": "TD3", "ddpg": "DDPG"}[algo]
-    update = getattr(__import__(f"scgrad.rl.{algo}", fromlist=[update_class]), update_class)(config, model)
+    update = getattr(__import__(f"scgrad.rl.algos.{algo}", fromlist=[update_class]), update_class)(config, model)
     buffer = filled_buffer(obs_dim, act_dim)
     for _ in range(20):  # warm-up; also past the first delayed actor step
         update.update(buffer.sample(config.batch_size))

@@ -45,8 +45,8 @@ import _rl_common  # noqa: E402
 from _rl_common import (RETURN_P_NOTE, SB3Agent, cell, command_line, footer, load_now, load_range,  # noqa: E402
                         load_runs, p_cell, save_run, single_thread, timing_mode)
 
-from scgrad.rl import algorithms  # noqa: E402
-from scgrad.rl.evaluate import Agent, evaluate  # noqa: E402
+from scgrad.rl.algos import registry as algorithms  # noqa: E402
+from scgrad.rl.run.evaluate import Agent, evaluate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT, RUNS = HERE / "RESULTS.md", HERE / "rl_onpolicy_runs"

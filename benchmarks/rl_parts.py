@@ -42,11 +42,11 @@ from _results import made_by, update_section  # noqa: E402
 from _rl_common import command_line, positive, single_thread  # noqa: E402
 from rl_offpolicy_bound import filled_buffer  # noqa: E402
 
-from scgrad.rl.networks import forward_fast, mlp, numpy_forward  # noqa: E402
-from scgrad.rl.offpolicy import frozen  # noqa: E402
-from scgrad.rl.offpolicy_networks import EnsembleQ, SquashedGaussianActor  # noqa: E402
+from scgrad.rl.nets.mlp import forward_fast, mlp, numpy_forward
+from scgrad.rl.algos.offpolicy import frozen  # noqa: E402
+from scgrad.rl.nets.offpolicy import EnsembleQ, SquashedGaussianActor  # noqa: E402
 from scgrad.rl.optim import FlatAdam, clip_grad_norm_  # noqa: E402
-from scgrad.rl.sac import SAC, SACConfig  # noqa: E402
+from scgrad.rl.algos.sac import SAC, SACConfig  # noqa: E402
 
 START_MARK, END_MARK = "<!-- rl_parts:start -->", "<!-- rl_parts:end -->"
 OBS, ACT = 17, 6  # HalfCheetah's dimensions

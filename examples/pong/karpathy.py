@@ -30,10 +30,10 @@ from torch import nn
 from torch.distributions import Bernoulli
 
 import scgrad as sg
-from scgrad.rl.checkpoint import seed_everything
+from scgrad.rl.run.checkpoint import seed_everything
 from scgrad.rl.errors import RLError
-from scgrad.rl.logger import read_config
-from scgrad.rl.loop import Training, run
+from scgrad.rl.run.folder import read_config
+from scgrad.rl.run.loop import Training, run
 
 UP, DOWN = 2, 3                 # indices in Pong's minimal action set (gym's action ids)
 BACKGROUND = (144, 109)         # red-channel values of Pong's background, erased

@@ -1,6 +1,6 @@
 """``python -m scgrad.rl``: see ``scgrad.rl.cli``."""
 import sys
 
-from .cli import main
+from scgrad.rl.cli import main
 
 sys.exit(main())

@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 
-from . import algorithms, presets
-from .config import field_help, field_types, parse_text, require_seed
-from .errors import ConfigError, RLError
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl import presets
+from scgrad.rl.config import field_help, field_types, parse_text, require_seed
+from scgrad.rl.errors import ConfigError, RLError
 
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 
@@ -198,7 +199,7 @@ def _did_you_mean(flag: str, known: Sequence[str]) -> str:
 def train(args: argparse.Namespace, rest: List[str]) -> int:
     """``train ALGO --env ... [--resume]``: run (or continue) training; ``rest`` holds the
     algorithm's name and its ``--setting value`` flags. Returns the exit code."""
-    from .logger import check_env_id, config_error, read_config
+    from scgrad.rl.run.folder import check_env_id, config_error, read_config
 
     settings: Dict[str, Any] = {}
     name = rest.pop(0) if rest and not rest[0].startswith("-") else None
@@ -270,8 +271,9 @@ def _show(value: Any) -> str:
 def evaluate(args: argparse.Namespace, rest: List[str]) -> int:
     """``eval DIR``: run a saved agent's episodes (and optionally record a video), print each
     return and their summary. Returns the exit code."""
-    from .evaluate import evaluate as run_episodes
-    from .evaluate import load_agent, record_video, summary
+    from scgrad.rl.run.evaluate import evaluate as run_episodes
+    from scgrad.rl.agents import load_agent
+    from scgrad.rl.run.evaluate import record_video, summary
 
     agent = load_agent(args.dir, env=args.env)
     import torch
@@ -291,7 +293,7 @@ def evaluate(args: argparse.Namespace, rest: List[str]) -> int:
 
 def plot(args: argparse.Namespace, rest: List[str]) -> int:
     """``plot DIR [DIR ...]``: draw the runs' learning curves into one image. Returns the exit code."""
-    from .plot import plot as draw
+    from scgrad.rl.run.plot import plot as draw
 
     print(f"plot: {draw(args.dirs, args.out, y=args.value)}")
     return 0

@@ -7,9 +7,11 @@ import re
 import typing
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar
 
-from .errors import ConfigError
+from scgrad.rl.errors import ConfigError
 
 C = TypeVar("C", bound="RunConfig")
+#: the hidden activations a setting may name (``nets.mlp.ACTIVATIONS`` maps them to modules)
+ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu", "silu")
 
 
 @dataclasses.dataclass
@@ -55,10 +57,9 @@ class RunConfig:
         require(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
                 f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
         require_unit_interval(self, "gamma")
-        from .networks import ACTIVATIONS  # late: keeps this module free of torch at import
-        require(self.activation in ACTIVATIONS,
-                f"activation must be one of {sorted(ACTIVATIONS)}, got '{self.activation}'")
-        from .presets import NONE, families
+        require(self.activation in ACTIVATION_NAMES,
+                f"activation must be one of {sorted(ACTIVATION_NAMES)}, got '{self.activation}'")
+        from scgrad.rl.presets import NONE, families
         require(self.preset == NONE or self.preset in families(),
                 f"preset must be none or one of {', '.join(families())} (auto is resolved by the command "
                 f"line and ppo(), sac(), ...; see scgrad.rl.presets), got '{self.preset}'")

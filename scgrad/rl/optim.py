@@ -11,7 +11,7 @@ clipping (``benchmarks/rl_parts.py``).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -115,3 +115,12 @@ def clip_grad_norm_(parameters: Sequence[torch.Tensor], max_norm: float) -> torc
     torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp_(max=1.0))
     return total
 
+
+def step(optimizers: Sequence[torch.optim.Optimizer], max_grad_norm: Optional[float]) -> None:
+    """Clip the gradient norm of all the optimisers' parameters together (if asked, as SB3
+    does) and step each."""
+    if max_grad_norm is not None:
+        params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
+        clip_grad_norm_(params, max_grad_norm)
+    for optimizer in optimizers:
+        optimizer.step()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .errors import ConfigError
+from scgrad.rl.errors import ConfigError
 
 AUTO, NONE = "auto", "none"
 

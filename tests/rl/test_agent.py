@@ -6,7 +6,7 @@ import pytest
 
 import scgrad.rl
 from scgrad.rl.errors import RLError
-from scgrad.rl.ppo import ppo
+from scgrad.rl.algos.ppo import ppo
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scgrad.rl.checkpoint import load_checkpoint
+from scgrad.rl.run.checkpoint import load_checkpoint
 from scgrad.rl.cli import main
 
 HERE = Path(__file__).parent
@@ -121,7 +121,7 @@ def test_plot_draws_mean_and_std_over_seeds(cli, trained, tmp_path):
     png = tmp_path / "curves.png"
     status, out, _ = cli("plot", trained, "--out", png)  # a folder of runs: found recursively
     assert status == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from scgrad.rl.plot import curves, find_runs
+    from scgrad.rl.run.plot import curves, find_runs
     data = curves(find_runs([trained]))
     (label, (xs, mean, std, n)), = data.items()
     assert label == "ppo CartPole-v1" and n == 2 and list(xs) == [400.0, 800.0]
@@ -137,7 +137,7 @@ def test_help_lists_every_setting(cli):
 
 def test_help_survives_a_percent_sign_in_a_docstring(monkeypatch):
     from scgrad.rl import cli as cli_module
-    from scgrad.rl.ppo import PPOConfig
+    from scgrad.rl.algos.ppo import PPOConfig
 
     monkeypatch.setattr(cli_module, "field_help", lambda cls: {"clip_ratio": "ε, e.g. 20% of the ratio"})
     assert "20% of the ratio" in cli_module.settings_parser(PPOConfig, "ppo").format_help()

@@ -14,7 +14,7 @@ import pytest
 
 from scgrad.rl import cli as cli_module
 from scgrad.rl.cli import main, settings_parser
-from scgrad.rl.ppo import PPOConfig
+from scgrad.rl.algos.ppo import PPOConfig
 
 from .test_cli import TINY, cli  # noqa: F401  (cli is a fixture)
 
@@ -164,7 +164,7 @@ def test_the_accepted_output_files_are_written(cli, run, tmp_path):  # noqa: F81
 
 
 def test_the_video_path_is_checked_before_the_episode(cli, run, tmp_path, monkeypatch):  # noqa: F811
-    from scgrad.rl import evaluate
+    from scgrad.rl.run import evaluate
 
     def no_rendering(env_id, render_mode=None):
         assert render_mode is None, "the episode started before the file name was checked"

@@ -13,7 +13,7 @@ import pytest
 
 import scgrad.rl
 from scgrad.rl.cli import main
-from scgrad.rl.evaluate import evaluate
+from scgrad.rl.run.evaluate import evaluate
 
 pytestmark = pytest.mark.learning
 

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from scgrad.rl.onpolicy import Batch, approx_kl
-from scgrad.rl.ppo import PPO, PPOConfig
-from scgrad.rl.trpo import TRPO, TRPOConfig
-from scgrad.rl.vpg import VPG, VPGConfig
+from scgrad.rl.data.batch import Batch
+from scgrad.rl.losses import approx_kl
+from scgrad.rl.algos.ppo import PPO, PPOConfig
+from scgrad.rl.algos.trpo import TRPO, TRPOConfig
+from scgrad.rl.algos.vpg import VPG, VPGConfig
 
 ADV = torch.tensor([1.0, -1.0, 2.0, -2.0, 1.0, -1.0, -1.0, 0.5])
 RATIO = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5, 0.5, 1.5, 1.25])  # inside and outside [0.8, 1.2]

@@ -9,17 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from scgrad.rl.ddpg import DDPG, DDPGConfig, deterministic_policy_loss
-from scgrad.rl.envs import make_vector_env
-from scgrad.rl.checkpoint import load_checkpoint
+from scgrad.rl.algos.ddpg import DDPG, DDPGConfig, deterministic_policy_loss
+from scgrad.rl.envs.make import make_vector_env
+from scgrad.rl.run.checkpoint import load_checkpoint
 from scgrad.rl.errors import ConfigError, EnvError, TrainingDiverged
-from scgrad.rl.networks import mlp
-from scgrad.rl.offpolicy import NOT_MEASURED, Stats, collect_step, critic_loss, frozen, polyak_update, td_target
-from scgrad.rl.offpolicy_networks import EnsembleQ
-from scgrad.rl.replay import ReplayBuffer, Transitions
-from scgrad.rl.rollout import EnvRunner
-from scgrad.rl.sac import SAC, SACConfig, alpha_loss, sac, soft_policy_loss
-from scgrad.rl.td3 import TD3, TD3Config
+from scgrad.rl.nets.mlp import mlp
+from scgrad.rl.algos.offpolicy import NOT_MEASURED, Stats, collect_step, critic_loss, frozen, polyak_update, td_target
+from scgrad.rl.nets.offpolicy import EnsembleQ
+from scgrad.rl.data.replay import ReplayBuffer, Transitions
+from scgrad.rl.data.runner import EnvRunner
+from scgrad.rl.algos.sac import SAC, SACConfig, alpha_loss, sac, soft_policy_loss
+from scgrad.rl.algos.td3 import TD3, TD3Config
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)

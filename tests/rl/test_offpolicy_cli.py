@@ -5,12 +5,12 @@ import re
 import pytest
 import torch
 
-from scgrad.rl.checkpoint import load_checkpoint
-from scgrad.rl.ddpg import ddpg
-from scgrad.rl.logger import read_progress
-from scgrad.rl.offpolicy import NOT_MEASURED
-from scgrad.rl.sac import sac
-from scgrad.rl.td3 import td3
+from scgrad.rl.run.checkpoint import load_checkpoint
+from scgrad.rl.algos.ddpg import ddpg
+from scgrad.rl.run.folder import read_progress
+from scgrad.rl.algos.offpolicy import NOT_MEASURED
+from scgrad.rl.algos.sac import sac
+from scgrad.rl.algos.td3 import td3
 
 from .test_cli import assert_one_line_error, cli  # noqa: F401  (cli is a fixture)
 from .test_resume import assert_killed_run_resumes_to_the_same_progress, progress_without_time

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from scgrad.rl.networks import mlp
-from scgrad.rl.onpolicy import step
+from scgrad.rl.nets.mlp import mlp
+from scgrad.rl.optim import step
 from scgrad.rl.optim import FlatAdam, flatten_parameters
 
 

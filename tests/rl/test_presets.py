@@ -5,9 +5,10 @@ import sys
 
 import pytest
 
-from scgrad.rl import algorithms, presets
+from scgrad.rl import presets
+from scgrad.rl.algos import registry as algorithms
 from scgrad.rl.errors import ConfigError, EnvError
-from scgrad.rl.ppo import PPOConfig
+from scgrad.rl.algos.ppo import PPOConfig
 
 
 def test_auto_picks_the_family_of_the_environment():
@@ -54,7 +55,7 @@ def test_unknown_or_unavailable_presets_are_clear_errors():
 
 def test_the_python_entry_points_apply_presets_and_restore_threads(tmp_path):
     import torch
-    from scgrad.rl.ppo import ppo
+    from scgrad.rl.algos.ppo import ppo
 
     before = torch.get_num_threads()
     result = ppo("CartPole-v1", steps=8, steps_per_epoch=8, update_epochs=1, threads=1)
@@ -65,7 +66,7 @@ def test_the_python_entry_points_apply_presets_and_restore_threads(tmp_path):
 
 
 def test_no_algorithm_defaults_to_an_environment_it_rejects():
-    from scgrad.rl.envs import make_env
+    from scgrad.rl.envs.make import make_env
 
     for name in algorithms.names():
         algorithm = algorithms.get(name)
@@ -79,7 +80,7 @@ def test_no_algorithm_defaults_to_an_environment_it_rejects():
 def test_ale_ids_are_registered_and_images_refused_before_training(tmp_path):
     pytest.importorskip("ale_py")
     from scgrad.rl.cli import main
-    from scgrad.rl.envs import make_env
+    from scgrad.rl.envs.make import make_env
 
     env = make_env("ALE/Pong-v5")  # "Namespace ALE not found" before
     assert env.observation_space.shape == (210, 160, 3)
@@ -109,8 +110,8 @@ def test_the_command_line_records_the_preset_and_none_keeps_the_defaults(tmp_pat
 
 def test_a_python_resume_runs_on_the_recorded_thread_count(tmp_path):
     import torch
-    from scgrad.rl.checkpoint import read_manifest
-    from scgrad.rl.ppo import ppo
+    from scgrad.rl.run.checkpoint import read_manifest
+    from scgrad.rl.algos.ppo import ppo
 
     tiny = dict(steps=32, steps_per_epoch=16, update_epochs=1, progress=False)
     ppo("CartPole-v1", tmp_path, stop_after=1, threads=2, **tiny)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from scgrad.rl.checkpoint import load_checkpoint
+from scgrad.rl.run.checkpoint import load_checkpoint
 from scgrad.rl.errors import CheckpointError, TrainingDiverged
-from scgrad.rl.ppo import ppo
-from scgrad.rl.trpo import trpo
-from scgrad.rl.vpg import vpg
+from scgrad.rl.algos.ppo import ppo
+from scgrad.rl.algos.trpo import trpo
+from scgrad.rl.algos.vpg import vpg
 
 HERE = Path(__file__).parent
 SMALL = {

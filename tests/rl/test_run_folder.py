@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from scgrad.rl import env_state
-from scgrad.rl.checkpoint import load_checkpoint, read_manifest
-from scgrad.rl.envs import make_vector_env
+from scgrad.rl.envs import state as env_state
+from scgrad.rl.run.checkpoint import load_checkpoint, read_manifest
+from scgrad.rl.envs.make import make_vector_env
 from scgrad.rl.errors import CheckpointError, TrainingDiverged
-from scgrad.rl.logger import RunFolder, read_progress
-from scgrad.rl.ppo import ppo
+from scgrad.rl.run.folder import RunFolder, read_progress
+from scgrad.rl.algos.ppo import ppo
 
 from .test_cli import assert_one_line_error, cli  # noqa: F401  (cli is a fixture)
 from .test_resume import progress_without_time

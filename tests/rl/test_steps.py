@@ -5,10 +5,10 @@ import itertools
 
 import pytest
 
-from scgrad.rl import progress
+from scgrad.rl.run import progress
 from scgrad.rl.errors import ConfigError
-from scgrad.rl.ppo import ppo
-from scgrad.rl.sac import sac
+from scgrad.rl.algos.ppo import ppo
+from scgrad.rl.algos.sac import sac
 
 from .test_resume import progress_without_time
 

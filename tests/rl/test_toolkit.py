@@ -11,20 +11,21 @@ import pytest
 import torch
 from torch import nn
 
-from scgrad.rl.buffer import RolloutBuffer
-from scgrad.rl.checkpoint import load_checkpoint, save_checkpoint
+from scgrad.rl.data.rollout_buffer import RolloutBuffer
+from scgrad.rl.run.checkpoint import load_checkpoint, save_checkpoint
 from scgrad.rl.config import field_help, parse_text
-from scgrad.rl import env_state
-from scgrad.rl.envs import ActionAdapter, make_vector_env
+from scgrad.rl.envs import state as env_state
+from scgrad.rl.envs.make import ActionAdapter, make_vector_env
 from scgrad.rl.errors import CheckpointError, ConfigError, EnvError
-from scgrad.rl.logger import RunFolder, episode_stats, read_progress
-from scgrad.rl.networks import ACTIVATIONS, ActorCritic, forward_fast, mlp, numpy_forward
-from scgrad.rl.normalize import RunningNormalizer
-from scgrad.rl.onpolicy import compute_batch
-from scgrad.rl.ppo import PPOConfig
-from scgrad.rl.progress import ProgressBar
+from scgrad.rl.run.folder import RunFolder, episode_stats, read_progress
+from scgrad.rl.nets.mlp import ACTIVATIONS, forward_fast, mlp, numpy_forward
+from scgrad.rl.nets.actor_critic import ActorCritic
+from scgrad.rl.envs.normalize import RunningNormalizer
+from scgrad.rl.data.batch import compute_batch
+from scgrad.rl.algos.ppo import PPOConfig
+from scgrad.rl.run.progress import ProgressBar
 from scgrad.rl.returns import gae
-from scgrad.rl.rollout import EnvRunner, collect_rollout
+from scgrad.rl.data.runner import EnvRunner, collect_rollout
 
 
 # ------------------------------------------------------------------ environments

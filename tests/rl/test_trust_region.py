@@ -3,8 +3,8 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from scgrad.rl.networks import CategoricalPolicy, GaussianPolicy
-from scgrad.rl.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
+from scgrad.rl.nets.actor_critic import CategoricalPolicy, GaussianPolicy
+from scgrad.rl.algos.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
                                     flat_grad, flat_params, set_flat_params)
 
 

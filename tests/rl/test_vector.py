@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from scgrad.rl.envs import make_env, make_vector_env
+from scgrad.rl.envs.make import make_env, make_vector_env
 from scgrad.rl.errors import EnvError
-from scgrad.rl.vector import SerialVectorEnv
+from scgrad.rl.envs.vector import SerialVectorEnv
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Countdown-v0"])

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from scgrad.rl.errors import EnvError
-from scgrad.rl.evaluate import _gl_backend_works, choose_mujoco_gl
+from scgrad.rl.run.evaluate import _gl_backend_works, choose_mujoco_gl
 
 
 def test_the_first_working_headless_backend_is_chosen():

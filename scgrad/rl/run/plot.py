@@ -10,9 +10,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .errors import CheckpointError, RLError
-from .logger import PROGRESS_FILE, read_config, read_progress
-from .outputs import check_output_file
+from scgrad.rl.errors import CheckpointError, RLError
+from scgrad.rl.run.folder import PROGRESS_FILE, read_config, read_progress
+from scgrad.rl.run.outputs import check_output_file
 
 
 def find_runs(paths: Sequence[str | os.PathLike]) -> List[Path]:

@@ -20,9 +20,9 @@ from torch import nn
 
 from scgrad.distributions import TanhNormal
 
-from .envs import check_spaces
-from .errors import EnvError
-from .networks import activation_class, forward_fast, mlp
+from scgrad.rl.envs.make import check_spaces
+from scgrad.rl.errors import EnvError
+from scgrad.rl.nets.mlp import activation_class, forward_fast, mlp
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SAC's clamp on log σ (Haarnoja et al.'s code; Spinning Up)

@@ -17,12 +17,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import checkpoint_epoch, has_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import RunConfig
-from .errors import CheckpointError, TrainingDiverged
-from .logger import RunFolder, episode_stats, say
-from .progress import ProgressBar
-from .rollout import EnvRunner
+from scgrad.rl.run.checkpoint import (checkpoint_epoch, has_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from scgrad.rl.config import RunConfig
+from scgrad.rl.errors import CheckpointError, TrainingDiverged
+from scgrad.rl.run.folder import RunFolder, episode_stats, say
+from scgrad.rl.run.progress import ProgressBar
+from scgrad.rl.data.runner import EnvRunner
 
 _RESERVED = {"format", "epoch", "elapsed", "rng", "steps_done"}
 

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import seed_everything
-from .config import RunConfig, require, require_positive, require_unit_interval
-from .envs import make_vector_env
-from .evaluate import Agent, evaluate
-from .loop import Training, run
-from .offpolicy_networks import box_dims
-from .onpolicy import RunResult
-from .replay import ReplayBuffer, Transitions
-from .rollout import EnvRunner
+from scgrad.rl.run.checkpoint import seed_everything
+from scgrad.rl.config import RunConfig, require, require_positive, require_unit_interval
+from scgrad.rl.envs.make import make_vector_env
+from scgrad.rl.run.evaluate import Agent, evaluate
+from scgrad.rl.run.loop import Training, run
+from scgrad.rl.nets.offpolicy import box_dims
+from scgrad.rl.algos.onpolicy import RunResult
+from scgrad.rl.data.replay import ReplayBuffer, Transitions
+from scgrad.rl.data.runner import EnvRunner
 
 #: The progress value of a loss in an epoch without gradient steps (still filling the buffer):
 #: NaN in progress.csv, but a string, so the loop's divergence guard (which checks floats)

@@ -28,7 +28,7 @@ from typing import Any, Dict, FrozenSet, List
 import gymnasium as gym
 import numpy as np
 
-from .errors import CheckpointError
+from scgrad.rl.errors import CheckpointError
 
 FORMAT = "scgrad.rl env state 1"
 #: Array and scalar dtypes a state may hold (checkpoint.py allow-lists exactly these to load).

@@ -20,14 +20,14 @@ import torch
 import scgrad as sg
 from scgrad.estimators import Reparam
 
-from . import algorithms
-from .algorithms import Algorithm
-from .config import require
-from .offpolicy import OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train
-from .offpolicy_networks import SoftActorCritic
-from .onpolicy import RunResult, adam
-from .optim import FlatAdam
-from .replay import Transitions
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.config import require
+from scgrad.rl.algos.offpolicy import (OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train)
+from scgrad.rl.nets.offpolicy import SoftActorCritic
+from scgrad.rl.algos.onpolicy import RunResult, adam
+from scgrad.rl.optim import FlatAdam
+from scgrad.rl.data.replay import Transitions
 
 
 @dataclasses.dataclass

@@ -30,8 +30,8 @@ from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from .env_state import DTYPES
-from .errors import CheckpointError
+from scgrad.rl.envs.state import DTYPES
+from scgrad.rl.errors import CheckpointError
 
 FORMAT = "scgrad.rl checkpoint 2"
 MANIFEST = "checkpoint.json"

@@ -17,13 +17,13 @@ from torch.distributions import kl_divergence
 
 from scgrad.estimators import ImportanceWeighted
 
-from . import algorithms
-from .algorithms import Algorithm
-from .config import require, require_positive
-from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, fit_value, make_model, policy_loss, train,
-                       value_loss)
-from .trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product, flat_grad,
-                           flat_params, set_flat_params)
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.config import require, require_positive
+from scgrad.rl.data.batch import Batch
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, RunResult, adam, fit_value, make_model, train
+from scgrad.rl.losses import policy_loss, value_loss
+from scgrad.rl.algos.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product, flat_grad, flat_params, set_flat_params)
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .errors import RLError
+from scgrad.rl.errors import RLError
 
 
 def check_output_file(path: str | os.PathLike, formats: Iterable[str], flag: str) -> Path:

@@ -12,12 +12,12 @@ from typing import Any, Callable, Iterator, List, Optional, Type
 import gymnasium as gym
 from torch import nn
 
-from . import presets
-from .config import RunConfig
-from .errors import ConfigError
+from scgrad.rl import presets
+from scgrad.rl.config import RunConfig
+from scgrad.rl.errors import ConfigError
 
-_MODULES = {"vpg": "scgrad.rl.vpg", "trpo": "scgrad.rl.trpo", "ppo": "scgrad.rl.ppo",
-            "ddpg": "scgrad.rl.ddpg", "td3": "scgrad.rl.td3", "sac": "scgrad.rl.sac"}
+_MODULES = {"vpg": "scgrad.rl.algos.vpg", "trpo": "scgrad.rl.algos.trpo", "ppo": "scgrad.rl.algos.ppo",
+            "ddpg": "scgrad.rl.algos.ddpg", "td3": "scgrad.rl.algos.td3", "sac": "scgrad.rl.algos.sac"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *
 
 def recorded_threads(run_dir: str) -> int:
     """The torch thread count a run folder's run was trained with (1 if it recorded none)."""
-    from .logger import read_run_options
+    from scgrad.rl.run.folder import read_run_options
 
     return read_run_options(run_dir).get("threads", 1)
 

@@ -11,27 +11,24 @@ algorithms apart.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Protocol, Tuple, Type
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
-import scgrad as sg
-from scgrad.estimators import Estimator
-
-from .buffer import RolloutBuffer
-from .checkpoint import seed_everything
-from .config import RunConfig, require, require_positive, require_unit_interval
-from .envs import make_vector_env
-from .loop import Training, run
-from .networks import ActorCritic
-from .normalize import RunningNormalizer
-from .optim import FlatAdam, clip_grad_norm_
-from .returns import gae
-from .rollout import EnvRunner, collect_rollout
+from scgrad.rl.config import RunConfig, require, require_positive, require_unit_interval
+from scgrad.rl.data.batch import Batch, compute_batch
+from scgrad.rl.data.rollout_buffer import RolloutBuffer
+from scgrad.rl.data.runner import EnvRunner, collect_rollout
+from scgrad.rl.envs.make import make_vector_env
+from scgrad.rl.envs.normalize import RunningNormalizer
+from scgrad.rl.losses import value_loss
+from scgrad.rl.nets.actor_critic import ActorCritic
+from scgrad.rl.optim import FlatAdam, step
+from scgrad.rl.run.checkpoint import seed_everything
+from scgrad.rl.run.loop import Training, run
 
 
 @dataclasses.dataclass
@@ -77,130 +74,6 @@ class OnPolicyConfig(RunConfig):
     def epochs(self) -> int:
         """Epochs in the run: the last one is shorter when ``steps_per_epoch`` does not divide ``steps``."""
         return -(-self.steps // self.steps_per_epoch)
-
-
-# ------------------------------------------------------------------ data for the update
-@dataclasses.dataclass
-class Batch:
-    """One epoch's experience, flattened over time and environments (M = T·N samples).
-
-    ====  =================  ==============================================
-    obs   [M, obs_dim]       s
-    act   [M] or [M, A]      a, as sampled
-    logp  [M]                log π_old(a|s)
-    adv   [M]                Â, GAE (normalised if enabled)
-    ret   [M]                the critic's target: the λ-return Â_raw + V_old
-    v     [M]                V_old(s)
-    ====  =================  ==============================================
-    """
-
-    obs: torch.Tensor
-    act: torch.Tensor
-    logp: torch.Tensor
-    adv: torch.Tensor
-    ret: torch.Tensor
-    v: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.obs.shape[0]
-
-    def __getitem__(self, index: torch.Tensor | slice) -> "Batch":
-        return Batch(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
-
-
-def compute_batch(buffer: RolloutBuffer, policy: nn.Module, value: nn.Module, gamma: float, lam: float,
-                  normalize_advantages: bool) -> Batch:
-    """Behaviour log-probabilities, values, advantages and returns for a filled buffer, each
-    network evaluated in batched calls (``policy`` is the policy that collected the rollout).
-
-    The successor value V(s'_t) is V(s_{t+1}) inside an episode, V(s_T) at the rollout's end,
-    and V(final observation) at a truncation (terminal steps do not bootstrap; ``gae`` ignores
-    them).
-    """
-    T, N = buffer.steps, buffer.num_envs
-    with torch.no_grad():
-        v_t = value(buffer.obs.reshape(T * N, -1)).reshape(T, N)
-        v_next_t = torch.cat([v_t[1:], value(buffer.last_obs)[None]])
-        cut = buffer.truncated.nonzero(as_tuple=True)
-        if cut[0].numel():
-            v_next_t[cut] = value(buffer.final_obs[cut])
-        adv_t = gae(buffer.rew, v_t, v_next_t, buffer.terminated, buffer.truncated, gamma, lam)
-        ret_t = adv_t + v_t
-        if normalize_advantages:
-            adv_t = standardize(adv_t)
-        flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731
-        obs, act = flat(buffer.obs), flat(buffer.act)
-        logp = policy.distribution(obs).log_prob(act)
-    return Batch(obs, act, logp, flat(adv_t), flat(ret_t), flat(v_t))
-
-
-def standardize(x: torch.Tensor) -> torch.Tensor:
-    """(x − mean) / (std + 1e-8) over all elements: advantages on a common scale."""
-    return (x - x.mean()) / (x.std() + 1e-8)
-
-
-# ------------------------------------------------------------------ losses
-@dataclasses.dataclass
-class PolicyLoss:
-    """The policy surrogate of one batch.
-
-    Attributes:
-        loss: the graph's surrogate (scalar, differentiable); minimise it.
-        dist: π_θ(·|s) for the batch.
-        logp: log π_θ(a|s), [M].
-        mean_v: mean of the batch's V_old(s) (the surrogate's constant baseline part).
-    """
-
-    loss: torch.Tensor
-    dist: Distribution
-    logp: torch.Tensor
-    mean_v: torch.Tensor
-
-    @property
-    def value(self) -> float:
-        """Spinning Up's ``LossPi``: the surrogate less its constant baseline part, i.e.
-        −mean(r·Â) (r = 1 for VPG, the (clipped) ratio for PPO/TRPO). Computed on demand: it
-        waits for the loss, which the minibatch loop should not do."""
-        return self.loss.item() + self.mean_v.item()
-
-
-def policy_loss(policy: nn.Module, batch: Batch, estimator: Estimator) -> PolicyLoss:
-    """The policy surrogate as an ``sg.Graph``: one action node, one cost.
-
-    ``estimator`` must carry the baseline −V (``baseline=-batch.v``). The graph is not entered
-    (no ``with``): with a single node and a single cost, the fallback rule (credit every cost
-    to every earlier node) is exact, and it skips data-flow tracking in the inner loop.
-    """
-    dist = policy.distribution(batch.obs)
-    graph = sg.Graph(check_finite=False)  # the RL loop has its own NaN guard
-    graph.sample("action", dist, value=batch.act, estimator=estimator)
-    graph.cost("neg_return", -(batch.adv + batch.v))
-    loss = graph.surrogate()
-    return PolicyLoss(loss, dist, graph["action"].log_prob, batch.v.mean())
-
-
-def value_loss(value: nn.Module, batch: Batch) -> torch.Tensor:
-    """Mean squared error of V(s) against the λ-return."""
-    return (value(batch.obs) - batch.ret).square().mean()
-
-
-def approx_kl(logp_old: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """KL(π_old ‖ π) estimated from samples of π_old: mean((r − 1) − log r), r = π/π_old.
-
-    Non-negative and unbiased (Schulman's "k3" estimator), unlike mean(log π_old − log π).
-    """
-    log_ratio = logp - logp_old
-    return (log_ratio.exp() - 1.0 - log_ratio).mean()
-
-
-def step(optimizers: Sequence[torch.optim.Optimizer], max_grad_norm: Optional[float]) -> None:
-    """Clip the gradient norm of all the optimisers' parameters together (if asked, as SB3
-    does) and step each."""
-    if max_grad_norm is not None:
-        params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
-        clip_grad_norm_(params, max_grad_norm)
-    for optimizer in optimizers:
-        optimizer.step()
 
 
 def fit_value(value: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, iters: int,

@@ -1,4 +1,4 @@
-"""Running a saved policy: load a run folder, evaluate episodes, record a video."""
+"""Running a policy: evaluation episodes in parallel, a video of one episode (``Agent``)."""
 from __future__ import annotations
 
 import os
@@ -13,14 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import algorithms
-from .checkpoint import read_checkpoint
-from .config import RunConfig
-from .envs import ActionAdapter, make_env, make_vector_env
-from .errors import CheckpointError, ConfigError, EnvError, RLError
-from .logger import CONFIG_FILE, check_env_id, config_error, read_config
-from .normalize import RunningNormalizer
-from .outputs import check_output_file
+from scgrad.rl.config import RunConfig
+from scgrad.rl.envs.make import ActionAdapter, make_env, make_vector_env
+from scgrad.rl.errors import EnvError, RLError
+from scgrad.rl.envs.normalize import RunningNormalizer
+from scgrad.rl.run.outputs import check_output_file
 
 MAX_PARALLEL = 16  # evaluation episodes stepped together
 
@@ -71,44 +68,6 @@ class Agent:
         with torch.no_grad():
             action = self.model.pi.mode(x) if deterministic else self.model.pi.sample(x)[0]
         return action.numpy()
-
-
-def load_agent(run_dir: str | Path, env: Optional[str] = None) -> Agent:
-    """The policy saved in a run folder (config.json and its checkpoint, verified).
-
-    The folder is data: a ``module:Env`` environment id in it (which imports ``module``) is
-    made only if ``env`` repeats it (``eval DIR --env module:Env``); a config.json whose
-    settings differ from those the checkpoint was written with is refused.
-    """
-    algo, settings = read_config(run_dir)
-    algorithm = algorithms.get(algo)
-    try:
-        config = algorithm.config.from_dict(settings)
-    except ConfigError as error:
-        raise config_error(run_dir, error) from None
-    check_env_id(run_dir, config.env, env)
-    manifest, state = read_checkpoint(run_dir)
-    recorded, current = manifest["settings"], config.to_dict()
-    edited = sorted(k for k in set(recorded) | set(current) if k != "steps" and recorded.get(k) != current.get(k))
-    if manifest.get("algo") != algo or edited:
-        raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} differs from the run its checkpoint was written by "
-                              f"({', '.join(edited) or 'algo'}); restore it")
-    probe = make_env(config.env)
-    try:
-        model = algorithm.make_model(config, probe.observation_space, probe.action_space)
-    finally:
-        probe.close()
-    normalizer = None
-    try:
-        model.load_state_dict(state["model"])
-        if state.get("normalizer") is not None:
-            normalizer = RunningNormalizer(tuple(state["normalizer"]["mean"].shape))
-            normalizer.load_state_dict(state["normalizer"])
-    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
-        raise RLError(f"checkpoint in {run_dir} does not match its config.json "
-                      f"({' '.join(str(error).split())[:200]})") from None
-    model.eval()
-    return Agent(algo, config, model, normalizer, probe.observation_space, probe.action_space)
 
 
 def evaluate(agent: Agent, episodes: int = 10, seed: int = 1000, deterministic: bool = True) -> List[float]:

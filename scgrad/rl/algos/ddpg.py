@@ -20,13 +20,13 @@ import scgrad as sg
 from scgrad.distributions import Delta
 from scgrad.estimators import Reparam
 
-from . import algorithms
-from .algorithms import Algorithm
-from .config import require
-from .offpolicy import OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train
-from .offpolicy_networks import DeterministicActorCritic, EnsembleQ
-from .onpolicy import RunResult, adam
-from .replay import Transitions
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.config import require
+from scgrad.rl.algos.offpolicy import (OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train)
+from scgrad.rl.nets.offpolicy import DeterministicActorCritic, EnsembleQ
+from scgrad.rl.algos.onpolicy import RunResult, adam
+from scgrad.rl.data.replay import Transitions
 
 
 @dataclasses.dataclass

@@ -16,11 +16,13 @@ import torch
 
 from scgrad.estimators import ImportanceWeighted
 
-from . import algorithms
-from .algorithms import Algorithm
-from .config import require, require_positive
-from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, make_model, policy_loss, standardize,
-                       step, train, value_loss)
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.config import require, require_positive
+from scgrad.rl.data.batch import Batch, standardize
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, RunResult, adam, make_model, train
+from scgrad.rl.losses import approx_kl, policy_loss, value_loss
+from scgrad.rl.optim import step
 
 
 @dataclasses.dataclass

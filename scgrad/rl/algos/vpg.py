@@ -15,11 +15,13 @@ import torch
 
 from scgrad.estimators import ScoreFunction
 
-from . import algorithms
-from .algorithms import Algorithm
-from .config import require, require_positive
-from .onpolicy import (Batch, OnPolicyConfig, RunResult, adam, approx_kl, fit_value, make_model,
-                       policy_loss, step, train, value_loss)
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.config import require, require_positive
+from scgrad.rl.data.batch import Batch
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, RunResult, adam, fit_value, make_model, train
+from scgrad.rl.losses import approx_kl, policy_loss, value_loss
+from scgrad.rl.optim import step
 
 
 @dataclasses.dataclass

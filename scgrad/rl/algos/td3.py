@@ -15,12 +15,12 @@ from typing import Any, Optional
 
 import torch
 
-from . import algorithms
-from .algorithms import Algorithm
-from .config import require
-from .ddpg import DDPG, DDPGConfig
-from .offpolicy import train
-from .onpolicy import RunResult
+from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.config import require
+from scgrad.rl.algos.ddpg import DDPG, DDPGConfig
+from scgrad.rl.algos.offpolicy import train
+from scgrad.rl.algos.onpolicy import RunResult
 
 
 @dataclasses.dataclass

@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .buffer import RolloutBuffer
-from . import env_state
-from .envs import ActionAdapter
-from .networks import torch_actor
-from .normalize import RunningNormalizer
+from scgrad.rl.data.rollout_buffer import RolloutBuffer
+from scgrad.rl.envs import state as env_state
+from scgrad.rl.envs.make import ActionAdapter
+from scgrad.rl.nets.mlp import torch_actor
+from scgrad.rl.envs.normalize import RunningNormalizer
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checkpoint import fsync_dir, has_checkpoint, remove_leftovers
-from .errors import CheckpointError, ConfigError
+from scgrad.rl.run.checkpoint import fsync_dir, has_checkpoint, remove_leftovers
+from scgrad.rl.errors import CheckpointError, ConfigError
 
 try:
     import fcntl
