@@ -30,8 +30,8 @@ from torch import nn
 from torch.distributions import Bernoulli
 
 import scgrad as sg
-from scgrad.rl.run.checkpoint import seed_everything
 from scgrad.rl.errors import RLError
+from scgrad.rl.run.checkpoint import seed_everything
 from scgrad.rl.run.folder import read_config
 from scgrad.rl.run.loop import Training, run
 

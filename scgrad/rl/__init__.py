@@ -1,6 +1,7 @@
 """Reinforcement learning on scgrad: policy gradients as stochastic computation graphs.
 
-Algorithms, one function each (``from scgrad.rl.algos.ppo import ppo``): on-policy ``vpg``,
+Algorithms, one function each (``from scgrad.rl import ppo``; they live in ``scgrad.rl.algos``,
+and any of them takes a model of your own as ``actor_critic=``): on-policy ``vpg``,
 ``trpo``, ``ppo`` (score-function graphs); off-policy ``ddpg``, ``td3``, ``sac`` (pathwise
 graphs through learned critics). The toolkit, in layers whose imports point one way (lowest
 first; ``tests/rl/test_layers.py`` keeps it so):
@@ -20,7 +21,7 @@ Needs gymnasium (``pip install scgrad[rl]``).
 """
 
 
-def load(run_dir, env=None):
+def load(run_dir, env=None, actor_critic=None):
     """The trained agent in a run folder: ``scgrad.rl.load("runs/ppo-cartpole").act(obs)``.
 
     ``act`` takes one observation or a batch and returns actions in the environment's own
@@ -30,7 +31,22 @@ def load(run_dir, env=None):
     Args:
         run_dir: the run folder (config.json and a checkpoint).
         env: the environment id, needed only to confirm a ``module:Env`` id.
+        actor_critic: the factory of a model of your own that the run was trained with
+            (``scgrad.rl.algos.base``); ``None`` for the default models.
     """
     from scgrad.rl.agents import load_agent
 
-    return load_agent(run_dir, env)
+    return load_agent(run_dir, env, actor_critic)
+
+
+ALGORITHMS = ("vpg", "trpo", "ppo", "ddpg", "td3", "sac")
+
+
+def __getattr__(name):
+    """``scgrad.rl.ppo`` (and the other five): the algorithm's function, imported on first use
+    (importing ``scgrad.rl`` stays light)."""
+    if name in ALGORITHMS:
+        import importlib
+
+        return getattr(importlib.import_module(f"scgrad.rl.algos.{name}"), name)
+    raise AttributeError(f"module 'scgrad.rl' has no attribute '{name}'")

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 from scgrad.rl.algos import registry as algorithms
+from scgrad.rl.algos.base import ActorCriticFactory
 from scgrad.rl.envs.make import make_env
 from scgrad.rl.envs.normalize import RunningNormalizer
 from scgrad.rl.errors import CheckpointError, ConfigError, RLError
@@ -13,12 +14,14 @@ from scgrad.rl.run.evaluate import Agent
 from scgrad.rl.run.folder import CONFIG_FILE, check_env_id, config_error, read_config
 
 
-def load_agent(run_dir: str | Path, env: Optional[str] = None) -> Agent:
+def load_agent(run_dir: str | Path, env: Optional[str] = None,
+               actor_critic: Optional[ActorCriticFactory] = None) -> Agent:
     """The policy saved in a run folder (config.json and its checkpoint, verified).
 
     The folder is data: a ``module:Env`` environment id in it (which imports ``module``) is
     made only if ``env`` repeats it (``eval DIR --env module:Env``); a config.json whose
-    settings differ from those the checkpoint was written with is refused.
+    settings differ from those the checkpoint was written with is refused. A run trained with a
+    model of the user's own needs the same ``actor_critic`` factory (``algos.base``).
     """
     algo, settings = read_config(run_dir)
     algorithm = algorithms.get(algo)
@@ -33,9 +36,14 @@ def load_agent(run_dir: str | Path, env: Optional[str] = None) -> Agent:
     if manifest.get("algo") != algo or edited:
         raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} differs from the run its checkpoint was written by "
                               f"({', '.join(edited) or 'algo'}); restore it")
+    own = manifest["run"].get("model") == "own"
+    if own and actor_critic is None:
+        raise RLError(f"{run_dir} was trained with a model of the user's own: load it from Python with the same "
+                      "factory, scgrad.rl.load(DIR, actor_critic=factory)")
     probe = make_env(config.env)
     try:
-        model = algorithm.make_model(config, probe.observation_space, probe.action_space)
+        spaces = probe.observation_space, probe.action_space
+        model = actor_critic(*spaces) if own else algorithm.make_model(config, *spaces)
     finally:
         probe.close()
     normalizer = None

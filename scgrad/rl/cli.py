@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 
-from scgrad.rl.algos import registry as algorithms
 from scgrad.rl import presets
+from scgrad.rl.algos import registry as algorithms
 from scgrad.rl.config import field_help, field_types, parse_text, require_seed
 from scgrad.rl.errors import ConfigError, RLError
 

@@ -21,8 +21,10 @@ class RunConfig:
     Attributes:
         env: gymnasium environment id, e.g. CartPole-v1.
         seed: seeds torch, numpy, Python's random and the environments.
-        steps: total environment interactions, all environments together.
+        steps: total environment interactions, all environments together (a multiple of num_envs).
         num_envs: environments stepped together (one process), the policy batched over them.
+        steps_per_epoch: environment steps per epoch, all environments together (a multiple of
+            num_envs); one progress row and, every checkpoint_every epochs, one checkpoint.
         hidden_sizes: hidden layer widths of the policy and value networks.
         activation: hidden activation: tanh, relu, elu, gelu or silu.
         gamma: discount factor, in [0, 1].
@@ -38,6 +40,7 @@ class RunConfig:
     seed: int = 0
     steps: int = 100_000
     num_envs: int = 1
+    steps_per_epoch: int = 4000
     hidden_sizes: Tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     gamma: float = 0.99
@@ -53,7 +56,12 @@ class RunConfig:
         """Raise ``ConfigError`` for a setting out of range; subclasses extend it."""
         require(bool(self.env), "env must be a gymnasium environment id")
         require_seed(self.seed)
-        require_positive(self, "steps", "num_envs", "checkpoint_every")
+        require_positive(self, "steps", "num_envs", "steps_per_epoch", "checkpoint_every")
+        require(self.steps_per_epoch % self.num_envs == 0,
+                f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs ({self.num_envs})")
+        require(self.steps % self.num_envs == 0,
+                f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): every step "
+                "steps all the environments")
         require(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
                 f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
         require_unit_interval(self, "gamma")
@@ -63,6 +71,11 @@ class RunConfig:
         require(self.preset == NONE or self.preset in families(),
                 f"preset must be none or one of {', '.join(families())} (auto is resolved by the command "
                 f"line and ppo(), sac(), ...; see scgrad.rl.presets), got '{self.preset}'")
+
+    @property
+    def epochs(self) -> int:
+        """Epochs in the run: the last one is shorter when ``steps_per_epoch`` does not divide ``steps``."""
+        return -(-self.steps // self.steps_per_epoch)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready settings (tuples become lists)."""

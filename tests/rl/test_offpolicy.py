@@ -14,7 +14,7 @@ from scgrad.rl.envs.make import make_vector_env
 from scgrad.rl.run.checkpoint import load_checkpoint
 from scgrad.rl.errors import ConfigError, EnvError, TrainingDiverged
 from scgrad.rl.nets.mlp import mlp
-from scgrad.rl.algos.offpolicy import NOT_MEASURED, Stats, collect_step, critic_loss, frozen, polyak_update, td_target
+from scgrad.rl.algos.offpolicy import Stats, collect_step, critic_loss, frozen, polyak_update, td_target
 from scgrad.rl.nets.offpolicy import EnsembleQ
 from scgrad.rl.data.replay import ReplayBuffer, Transitions
 from scgrad.rl.data.runner import EnvRunner
@@ -324,8 +324,8 @@ def test_stats_read_once_and_mark_unmeasured_columns():
     stats = Stats(["LossQ", "LossPi"])
     stats.add(LossQ=torch.tensor(1.0))
     stats.add(LossQ=torch.tensor(3.0))
-    assert stats.means() == {"LossQ": 2.0, "LossPi": NOT_MEASURED}
-    assert stats.means() == {"LossQ": NOT_MEASURED, "LossPi": NOT_MEASURED}  # starts over
+    assert stats.means() == {"LossQ": 2.0, "LossPi": None}
+    assert stats.means() == {"LossQ": None, "LossPi": None}  # starts over
 
 
 # ------------------------------------------------------------------ settings

@@ -8,7 +8,7 @@ import torch
 from scgrad.rl.run.checkpoint import load_checkpoint
 from scgrad.rl.algos.ddpg import ddpg
 from scgrad.rl.run.folder import read_progress
-from scgrad.rl.algos.offpolicy import NOT_MEASURED
+NOT_MEASURED = "nan"  # progress.csv's cell for a loss not measured in an epoch
 from scgrad.rl.algos.sac import sac
 from scgrad.rl.algos.td3 import td3
 

@@ -9,7 +9,6 @@ TD3 (``td3.py``) is this class with twin critics, target smoothing and delayed a
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional, Tuple
 
 import gymnasium as gym
@@ -20,13 +19,14 @@ import scgrad as sg
 from scgrad.distributions import Delta
 from scgrad.estimators import Reparam
 
-from scgrad.rl.algos import registry as algorithms
-from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.algos import offpolicy, registry as algorithms
+from scgrad.rl.algos.base import RunResult
+from scgrad.rl.algos.offpolicy import (OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update,
+                                       td_target)
+from scgrad.rl.algos.onpolicy import adam
 from scgrad.rl.config import require
-from scgrad.rl.algos.offpolicy import (OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train)
-from scgrad.rl.nets.offpolicy import DeterministicActorCritic, EnsembleQ
-from scgrad.rl.algos.onpolicy import RunResult, adam
 from scgrad.rl.data.replay import Transitions
+from scgrad.rl.nets.offpolicy import DeterministicActorCritic, EnsembleQ
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ def deterministic_policy_loss(pi: nn.Module, q: EnsembleQ, obs: torch.Tensor) ->
 
 
 class DDPG:
-    """DDPG's gradient step (the rest is ``offpolicy.train``); TD3 overrides the class
+    """DDPG's gradient step (the rest is ``offpolicy.OffPolicyLearner`` and ``base.train``); TD3 overrides the class
     attributes and ``target_action``.
 
     Args:
@@ -140,8 +140,8 @@ def ddpg(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     Args:
         env: environment id (a bounded 1-D Box action space, Box observations).
         out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
-        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
-            ``algorithms.train``; tuned presets fill the settings not given) and
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after``, ``actor_critic`` (as in
+            ``registry.train``; tuned presets fill the settings not given) and
             any field of :class:`DDPGConfig` (and the shared ``OffPolicyConfig`` and
             ``RunConfig``): seed, steps, steps_per_epoch, hidden_sizes, batch_size, replay_size,
             start_steps, update_after, update_every, polyak, gamma, pi_lr, q_lr, act_noise, ...
@@ -152,4 +152,4 @@ def ddpg(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     return algorithms.train("ddpg", env, out_dir, **options)
 
 
-ALGORITHM = Algorithm("ddpg", DDPGConfig, functools.partial(train, algorithm=DDPG), DDPG.make_model)
+ALGORITHM = offpolicy.algorithm("ddpg", DDPGConfig, DDPG)

@@ -1,7 +1,8 @@
-"""The skeleton DDPG, TD3 and SAC share: act (random at first, then the exploring actor) →
-store the transition in the replay buffer → every ``update_every`` steps, as many gradient
-steps on minibatches from the buffer → at each epoch's end, test episodes with the
-deterministic actor → log → checkpoint (``loop.run``). Only the gradient step differs.
+"""The off-policy family, DDPG, TD3 and SAC: their shared settings, pure pieces of their updates
+and their epoch (act, random at first, then the exploring actor → store the transition in the
+replay buffer → every ``update_every`` steps, as many gradient steps on minibatches → at the
+epoch's end, test episodes with the deterministic actor); the rest of the run is the skeleton
+every algorithm shares (``base.train``). Only the gradient step differs between the three.
 
 Each algorithm's actor loss is an ``sg.Graph`` with one action node drawn with ``Reparam``:
 the cost's gradient reaches the actor's parameters through the action (pathwise, through the
@@ -11,27 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections import defaultdict
-from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Type
 
 import numpy as np
 import torch
 from torch import nn
 
-from scgrad.rl.run.checkpoint import seed_everything
+from scgrad.rl.algos.base import Algorithm
 from scgrad.rl.config import RunConfig, require, require_positive, require_unit_interval
-from scgrad.rl.envs.make import make_vector_env
-from scgrad.rl.run.evaluate import Agent, evaluate
-from scgrad.rl.run.loop import Training, run
-from scgrad.rl.nets.offpolicy import box_dims
-from scgrad.rl.algos.onpolicy import RunResult
 from scgrad.rl.data.replay import ReplayBuffer, Transitions
 from scgrad.rl.data.runner import EnvRunner
+from scgrad.rl.nets.offpolicy import box_dims
+from scgrad.rl.run.evaluate import Agent, evaluate
 
-#: The progress value of a loss in an epoch without gradient steps (still filling the buffer):
-#: NaN in progress.csv, but a string, so the loop's divergence guard (which checks floats)
-#: does not take "not measured" for "diverged".
-NOT_MEASURED = "nan"
 TEST_SEED_OFFSET = 10_000  # test episode i of every epoch starts from reset(seed + offset + i)
 
 
@@ -44,8 +39,6 @@ class OffPolicyConfig(RunConfig):
         env: gymnasium environment id with a bounded 1-D Box action space, e.g. Pendulum-v1.
         hidden_sizes: hidden layer widths of the actor and of each critic.
         activation: hidden activation: tanh, relu, elu, gelu or silu.
-        steps_per_epoch: environment steps per epoch, all environments together (a multiple
-            of num_envs); one progress row, one test and one checkpoint per epoch.
         replay_size: transitions the replay buffer keeps (the oldest are overwritten).
         batch_size: transitions per gradient step.
         start_steps: the first this many environment steps take uniformly random actions.
@@ -70,7 +63,6 @@ class OffPolicyConfig(RunConfig):
     env: str = "Pendulum-v1"
     hidden_sizes: Tuple[int, ...] = (256, 256)
     activation: str = "relu"
-    steps_per_epoch: int = 4000
     replay_size: int = 1_000_000
     batch_size: int = 100
     start_steps: int = 10_000
@@ -85,25 +77,16 @@ class OffPolicyConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_positive(self, "steps_per_epoch", "replay_size", "batch_size", "update_every", "pi_lr", "q_lr")
+        require_positive(self, "replay_size", "batch_size", "update_every", "pi_lr", "q_lr")
         require(self.start_steps >= 0, f"start_steps must be >= 0, got {self.start_steps}")
         require(self.update_after >= 0, f"update_after must be >= 0, got {self.update_after}")
         require(self.num_test_episodes >= 0, f"num_test_episodes must be >= 0, got {self.num_test_episodes}")
         require_unit_interval(self, "polyak")
-        for name in ("steps_per_epoch", "update_every"):
-            value = getattr(self, name)
-            require(value % self.num_envs == 0, f"{name} ({value}) must be a multiple of num_envs ({self.num_envs})")
-        require(self.steps % self.num_envs == 0,
-                f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): every step "
-                "steps all the environments")
+        require(self.update_every % self.num_envs == 0,
+                f"update_every ({self.update_every}) must be a multiple of num_envs ({self.num_envs})")
         # the runner normalises observations before anyone sees them; stored transitions would
         # keep stale statistics while the normaliser moves on
         require(not self.normalize_obs, "normalize_obs is not supported by the off-policy algorithms")
-
-    @property
-    def epochs(self) -> int:
-        """Epochs in the run: the last one is shorter when ``steps_per_epoch`` does not divide ``steps``."""
-        return -(-self.steps // self.steps_per_epoch)
 
 
 # ------------------------------------------------------------------ pure pieces of the update
@@ -183,13 +166,14 @@ class Stats:
         for name, value in values.items():
             self._values[name].append(value.detach())
 
-    def means(self) -> Dict[str, Union[float, str]]:
-        """name → mean of this epoch's values (``NOT_MEASURED`` for none), in ``names`` order."""
+    def means(self) -> Dict[str, Optional[float]]:
+        """name → mean of this epoch's values (``None``: none recorded, e.g. the buffer still
+        filling; NaN in progress.csv, and not taken for divergence), in ``names`` order."""
         recorded = [n for n in self.names if self._values[n]]
         means = torch.stack([torch.stack(self._values[n]).mean() for n in recorded]).tolist() if recorded else []
         self._values.clear()
         found = dict(zip(recorded, means))
-        return {n: found.get(n, NOT_MEASURED) for n in self.names}
+        return {n: found.get(n) for n in self.names}
 
 
 # ------------------------------------------------------------------ the skeleton
@@ -250,48 +234,43 @@ def mean_test_return(agent: Agent, config: OffPolicyConfig) -> float:
     return float(np.mean(evaluate(agent, config.num_test_episodes, config.seed + TEST_SEED_OFFSET)))
 
 
-def train(config: OffPolicyConfig, algorithm: Type[OffPolicyAlgorithm], out_dir: Optional[str] = None,
-          resume: bool = False, progress: bool = False, stop_after: Optional[int] = None) -> RunResult:
-    """Run ``algorithm`` as configured; see the algorithm modules for the settings.
+class OffPolicyLearner:
+    """The off-policy epoch (``base.Learner``): per vector step, act (uniformly at random for
+    the first ``start_steps``, then the exploring actor) and store the transitions; every
+    ``update_every`` steps as many gradient steps on minibatches; at the end, test episodes of
+    the deterministic actor. Subnormal floats are flushed during the epoch if configured.
 
     Args:
-        config: the settings (an algorithm's config dataclass).
-        algorithm: the algorithm class (``sac.SAC``, ...).
-        out_dir: run folder for config.json, progress.csv and the checkpoint; ``None``: no files.
-        resume: continue the run in ``out_dir`` from its checkpoint (same buffer, networks,
-            optimisers and random streams, so the progress equals an uninterrupted run's when
-            ``save_buffer`` is on).
-        progress: draw a progress bar on stderr.
-        stop_after: stop after this many epochs in total (as if killed right after a
-            checkpoint); resume later with ``resume=True``.
-
-    Returns:
-        A ``RunResult`` (``normalizer`` is always ``None``).
+        update_class: the algorithm's class (``sac.SAC``, ...), built with the settings and model.
+        config: the settings.
+        model: the model (``pi`` and the critics the algorithm uses; see ``base``).
+        runner: the env runner.
     """
-    seed_everything(config.seed)
-    env = make_vector_env(config.env, config.num_envs)
-    model = algorithm.make_model(config, env.single_observation_space, env.single_action_space)
-    runner = EnvRunner(env, config.seed)
-    algo = algorithm(config, model)
-    obs_dim, act_dim = box_dims(env.single_observation_space, env.single_action_space)
-    buffer = ReplayBuffer(config.replay_size, obs_dim, act_dim, seed=config.seed, save_data=config.save_buffer)
-    agent = Agent(algorithm.name, config, model, None, env.single_observation_space,
-                  env.single_action_space)  # for the test episodes
 
-    def epoch(i: int, start: int, stop: int) -> Dict[str, Any]:
-        n = config.num_envs
-        for t in range(start, stop, n):  # t: steps taken before this one
-            collect_step(runner, model.pi, buffer, explore_randomly=t < config.start_steps)
-            if (t + n) % config.update_every == 0 and len(buffer) >= max(config.update_after, 1):
-                for _ in range(config.update_every):
-                    algo.update(buffer.sample(config.batch_size))
-        test = {"TestEpRet": mean_test_return(agent, config)} if config.num_test_episodes else {}
-        return {**algo.stats.means(), **test}
+    def __init__(self, update_class: Type[OffPolicyAlgorithm], config: OffPolicyConfig, model: nn.Module,
+                 runner: EnvRunner) -> None:
+        self.config, self.model, self.runner = config, model, runner
+        self.algo = update_class(config, model)
+        spaces = runner.env.single_observation_space, runner.env.single_action_space
+        self.buffer = ReplayBuffer(config.replay_size, *box_dims(*spaces), seed=config.seed,
+                                   save_data=config.save_buffer)
+        self.agent = Agent(update_class.name, config, model, None, *spaces)  # for the test episodes
+        self.state = {"replay": self.buffer, "algo": self.algo,
+                      **{f"optimizer_{k}": o for k, o in self.algo.optimizers.items()}}
 
-    state = {"model": model, "runner": runner, "replay": buffer, "algo": algo,
-             **{f"optimizer_{k}": o for k, o in algo.optimizers.items()}}
-    training = Training(algorithm.name, config, config.steps, config.steps_per_epoch, model, state, epoch, runner)
-    with denormals_flushed(config.flush_denormal):
-        rows, stopped = run(training, out_dir, resume, progress, stop_after)
-    return RunResult(config, model, None, rows, out_dir, stopped)
+    def epoch(self, i: int, start: int, stop: int) -> Dict[str, Optional[float]]:
+        """Steps, gradient steps and the test (``base.Learner.epoch``)."""
+        c, n = self.config, self.config.num_envs
+        with denormals_flushed(c.flush_denormal):
+            for t in range(start, stop, n):  # t: steps taken before this one
+                collect_step(self.runner, self.model.pi, self.buffer, explore_randomly=t < c.start_steps)
+                if (t + n) % c.update_every == 0 and len(self.buffer) >= max(c.update_after, 1):
+                    for _ in range(c.update_every):
+                        self.algo.update(self.buffer.sample(c.batch_size))
+        test = {"TestEpRet": mean_test_return(self.agent, c)} if c.num_test_episodes else {}
+        return {**self.algo.stats.means(), **test}
 
+
+def algorithm(name: str, config: Type[OffPolicyConfig], update_class: Type[OffPolicyAlgorithm]) -> Algorithm:
+    """The registry entry of an off-policy algorithm: the shared skeleton with its gradient step."""
+    return Algorithm(name, config, update_class.make_model, functools.partial(OffPolicyLearner, update_class))

@@ -1,7 +1,8 @@
-"""The skeleton VPG, TRPO and PPO share: collect a rollout → compute advantages → the
-algorithm's update (its losses) → log → checkpoint. Only ``update`` differs between them.
+"""The on-policy family, VPG, TRPO and PPO: their shared settings and their epoch (collect a
+rollout → compute advantages → the algorithm's update); the rest of the run is the skeleton
+every algorithm shares (``base.train``). Only ``update`` differs between the three.
 
-The policy loss of all three is one stochastic computation graph: the action node
+The policy loss (``losses.policy_loss``) of all three is one stochastic computation graph: the action node
 a ~ π(·|s), scored at the replayed actions (``value=``), and the cost −(Â + V(s)) credited to
 it, with −V(s) as the node's baseline. The score term is then ∇log π(a|s)·(cost − baseline) =
 −Â ∇log π(a|s), the policy gradient with the critic as baseline (Schulman et al. 2016); the
@@ -11,24 +12,22 @@ algorithms apart.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Protocol, Tuple, Type
+import functools
+from typing import Any, Dict, Optional, Protocol, Tuple, Type
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from scgrad.rl.algos.base import Algorithm
 from scgrad.rl.config import RunConfig, require, require_positive, require_unit_interval
 from scgrad.rl.data.batch import Batch, compute_batch
 from scgrad.rl.data.rollout_buffer import RolloutBuffer
 from scgrad.rl.data.runner import EnvRunner, collect_rollout
-from scgrad.rl.envs.make import make_vector_env
-from scgrad.rl.envs.normalize import RunningNormalizer
 from scgrad.rl.losses import value_loss
 from scgrad.rl.nets.actor_critic import ActorCritic
 from scgrad.rl.optim import FlatAdam, step
-from scgrad.rl.run.checkpoint import seed_everything
-from scgrad.rl.run.loop import Training, run
 
 
 @dataclasses.dataclass
@@ -36,8 +35,6 @@ class OnPolicyConfig(RunConfig):
     """Settings shared by the on-policy algorithms (Spinning Up's defaults).
 
     Attributes:
-        steps_per_epoch: environment steps per epoch, all environments together (a multiple of
-            num_envs); one policy update per epoch.
         lam: GAE's λ, in [0, 1].
         vf_lr: learning rate of the value function (Adam).
         normalize_advantages: shift and scale advantages to mean 0, std 1 in each epoch.
@@ -48,7 +45,6 @@ class OnPolicyConfig(RunConfig):
         adam_eps: Adam's ε (the optimisers of every network); SB3's PPO uses 1e-5.
     """
 
-    steps_per_epoch: int = 4000
     lam: float = 0.97
     vf_lr: float = 1e-3
     normalize_advantages: bool = True
@@ -59,21 +55,11 @@ class OnPolicyConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        require_positive(self, "steps_per_epoch", "vf_lr")
+        require_positive(self, "vf_lr")
         require_unit_interval(self, "lam")
-        require(self.steps_per_epoch % self.num_envs == 0,
-                f"steps_per_epoch ({self.steps_per_epoch}) must be a multiple of num_envs ({self.num_envs})")
-        require(self.steps % self.num_envs == 0,
-                f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): every step "
-                "steps all the environments")
         require(self.max_grad_norm is None or self.max_grad_norm > 0,
                 f"max_grad_norm must be > 0 or none, got {self.max_grad_norm}")
         require(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
-
-    @property
-    def epochs(self) -> int:
-        """Epochs in the run: the last one is shorter when ``steps_per_epoch`` does not divide ``steps``."""
-        return -(-self.steps // self.steps_per_epoch)
 
 
 def fit_value(value: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, iters: int,
@@ -110,75 +96,50 @@ class OnPolicyAlgorithm(Protocol):
         ...
 
 
-@dataclasses.dataclass
-class RunResult:
-    """What training returns.
-
-    Attributes:
-        config: the settings it ran with.
-        model: the trained actor-critic (``model.pi.mode(obs)`` acts deterministically).
-        normalizer: the observation normaliser, or ``None``.
-        progress: one dict per epoch, the rows of progress.csv (as strings).
-        path: the run folder, or ``None``.
-        stopped_early: training stopped before the last epoch (``stop_after``).
-    """
-
-    config: OnPolicyConfig
-    model: ActorCritic
-    normalizer: Optional[RunningNormalizer]
-    progress: List[Dict[str, str]]
-    path: Optional[str]
-    stopped_early: bool = False
-
-
 def make_model(config: OnPolicyConfig, obs_space: gym.Space, act_space: gym.Space) -> ActorCritic:
-    """The actor-critic the settings describe (``Algorithm.make_model``)."""
+    """The default model: the MLP actor-critic the settings describe (``Algorithm.make_model``)."""
     return ActorCritic(obs_space, act_space, config.hidden_sizes, config.activation, config.log_std_init)
 
 
-def train(config: OnPolicyConfig, algorithm: Type[OnPolicyAlgorithm], out_dir: Optional[str] = None,
-          resume: bool = False, progress: bool = False, stop_after: Optional[int] = None) -> RunResult:
-    """Run ``algorithm`` as configured; see the algorithm modules for the settings.
-
-    Each epoch: collect ``steps_per_epoch`` steps → advantages → ``algorithm.update`` → log
-    and checkpoint (``loop.run``).
+class OnPolicyLearner:
+    """The on-policy epoch (``base.Learner``): collect ``steps_per_epoch`` steps with π →
+    advantages (``data.batch.compute_batch``) → the algorithm's ``update``.
 
     Args:
-        config: the settings (an algorithm's config dataclass).
-        algorithm: the algorithm class (``ppo.PPO``, ...).
-        out_dir: run folder for config.json, progress.csv and the checkpoint; ``None``: no files.
-        resume: continue the run in ``out_dir`` from its checkpoint (same random streams, so the
-            progress equals an uninterrupted run's).
-        progress: draw a progress bar on stderr.
-        stop_after: stop after this many epochs in total (as if killed right after a
-            checkpoint); resume later with ``resume=True``.
+        update_class: the algorithm's class (``ppo.PPO``, ...), built with the settings.
+        config: the settings.
+        model: the actor-critic (``pi``, ``v``; see ``base``).
+        runner: the env runner.
     """
-    algo = algorithm(config)
-    seed_everything(config.seed)
-    env = make_vector_env(config.env, config.num_envs)
-    obs_dim = int(np.prod(env.single_observation_space.shape))
-    normalizer = RunningNormalizer((obs_dim,)) if config.normalize_obs else None
-    runner = EnvRunner(env, config.seed, normalizer)
-    model = make_model(config, env.single_observation_space, env.single_action_space)
-    optimizers = algo.optimizers(model)
-    buffer = RolloutBuffer(config.steps_per_epoch // config.num_envs, config.num_envs, obs_dim,
-                           *action_layout(env.single_action_space))
 
-    def epoch(i: int, start: int, stop: int) -> Dict[str, float]:
-        set_learning_rates(optimizers, 1.0 - start / config.steps if config.anneal_lr else 1.0)
-        steps = (stop - start) // config.num_envs
+    def __init__(self, update_class: Type[OnPolicyAlgorithm], config: OnPolicyConfig, model: nn.Module,
+                 runner: EnvRunner) -> None:
+        self.config, self.model, self.runner = config, model, runner
+        self.algo = update_class(config)
+        self.optimizers = self.algo.optimizers(model)
+        self.state = {f"optimizer_{k}": o for k, o in self.optimizers.items()}
+        self.obs_dim = int(np.prod(runner.env.single_observation_space.shape))
+        self.buffer = self._buffer(config.steps_per_epoch // config.num_envs)
+
+    def _buffer(self, steps: int) -> RolloutBuffer:
+        space = self.runner.env.single_action_space
+        return RolloutBuffer(steps, self.config.num_envs, self.obs_dim, *action_layout(space))
+
+    def epoch(self, i: int, start: int, stop: int) -> Dict[str, float]:
+        """Collect, compute the batch and update (``base.Learner.epoch``)."""
+        c = self.config
+        set_learning_rates(self.optimizers, 1.0 - start / c.steps if c.anneal_lr else 1.0)
+        steps = (stop - start) // c.num_envs
         # a short last epoch (steps_per_epoch does not divide steps) gets a buffer of its own
-        rollout = buffer if steps == buffer.steps else RolloutBuffer(steps, config.num_envs, obs_dim,
-                                                                     *action_layout(env.single_action_space))
-        collect_rollout(runner, model.pi, rollout)
-        batch = compute_batch(rollout, model.pi, model.v, config.gamma, config.lam, config.normalize_advantages)
-        return algo.update(model, optimizers, batch)
+        rollout = self.buffer if steps == self.buffer.steps else self._buffer(steps)
+        collect_rollout(self.runner, self.model.pi, rollout)
+        batch = compute_batch(rollout, self.model.pi, self.model.v, c.gamma, c.lam, c.normalize_advantages)
+        return self.algo.update(self.model, self.optimizers, batch)
 
-    state = {"model": model, "runner": runner, **{f"optimizer_{k}": o for k, o in optimizers.items()},
-             **({"normalizer": normalizer} if normalizer is not None else {})}
-    rows, stopped = run(Training(algorithm.name, config, config.steps, config.steps_per_epoch, model,
-                                 state, epoch, runner), out_dir, resume, progress, stop_after)
-    return RunResult(config, model, normalizer, rows, out_dir, stopped)
+
+def algorithm(name: str, config: Type[OnPolicyConfig], update_class: Type[OnPolicyAlgorithm]) -> Algorithm:
+    """The registry entry of an on-policy algorithm: the shared skeleton with its update."""
+    return Algorithm(name, config, make_model, functools.partial(OnPolicyLearner, update_class))
 
 
 def set_learning_rates(optimizers: Dict[str, torch.optim.Optimizer], fraction: float) -> None:

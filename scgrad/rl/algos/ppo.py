@@ -9,18 +9,17 @@ early once the approximate KL to π_old passes 1.5 × target_kl (the value steps
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional
 
 import torch
 
 from scgrad.estimators import ImportanceWeighted
 
-from scgrad.rl.algos import registry as algorithms
-from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.algos import onpolicy, registry as algorithms
+from scgrad.rl.algos.base import RunResult
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam
 from scgrad.rl.config import require, require_positive
 from scgrad.rl.data.batch import Batch, standardize
-from scgrad.rl.algos.onpolicy import OnPolicyConfig, RunResult, adam, make_model, train
 from scgrad.rl.losses import approx_kl, policy_loss, value_loss
 from scgrad.rl.optim import step
 
@@ -65,7 +64,7 @@ class PPOConfig(OnPolicyConfig):
 
 
 class PPO:
-    """PPO's optimisers and update (the rest is ``onpolicy.train``)."""
+    """PPO's optimisers and update (the rest is ``onpolicy.OnPolicyLearner`` and ``base.train``)."""
 
     name = "ppo"
     Config = PPOConfig
@@ -130,8 +129,8 @@ def ppo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     Args:
         env: environment id (Discrete or 1-D Box actions, Box observations).
         out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
-        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
-            ``algorithms.train``; tuned presets fill the settings not given) and
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after``, ``actor_critic`` (as in
+            ``registry.train``; tuned presets fill the settings not given) and
             any field of :class:`PPOConfig` (and the shared ``OnPolicyConfig`` and
             ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, clip_ratio,
             pi_lr, vf_lr, update_epochs, minibatch_size, target_kl, ...
@@ -142,4 +141,4 @@ def ppo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     return algorithms.train("ppo", env, out_dir, **options)
 
 
-ALGORITHM = Algorithm("ppo", PPOConfig, functools.partial(train, algorithm=PPO), make_model)
+ALGORITHM = onpolicy.algorithm("ppo", PPOConfig, PPO)

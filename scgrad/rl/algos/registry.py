@@ -1,41 +1,20 @@
 """The algorithms the command line knows, found by name. An algorithm module defines
-``ALGORITHM = Algorithm(...)``; adding one is one line in ``_MODULES``. ``train(name, env, ...)``
+``ALGORITHM`` (a ``base.Algorithm``, from ``onpolicy.algorithm`` or ``offpolicy.algorithm``);
+adding one is one line in ``_MODULES``. ``train(name, env, ...)``
 runs one the way the command line does (presets, threads, progress bar)."""
 from __future__ import annotations
 
 import contextlib
 import importlib
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Type
-
-import gymnasium as gym
-from torch import nn
+from typing import Any, Iterator, List, Optional
 
 from scgrad.rl import presets
-from scgrad.rl.config import RunConfig
+from scgrad.rl.algos.base import ActorCriticFactory, Algorithm
 from scgrad.rl.errors import ConfigError
 
 _MODULES = {"vpg": "scgrad.rl.algos.vpg", "trpo": "scgrad.rl.algos.trpo", "ppo": "scgrad.rl.algos.ppo",
             "ddpg": "scgrad.rl.algos.ddpg", "td3": "scgrad.rl.algos.td3", "sac": "scgrad.rl.algos.sac"}
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """What the command line needs from an algorithm.
-
-    Attributes:
-        name: its command-line name.
-        config: its settings dataclass (every field becomes a ``--flag``).
-        train: ``train(config, out_dir=, resume=, progress=, stop_after=)``; runs it.
-        make_model: ``make_model(config, obs_space, act_space)``: the module saved as the
-            checkpoint's "model", with a ``pi`` that has ``mode(obs)`` and ``sample(obs)``.
-    """
-
-    name: str
-    config: Type[RunConfig]
-    train: Callable[..., Any]
-    make_model: Callable[[Any, gym.Space, gym.Space], nn.Module]
 
 
 def names() -> List[str]:
@@ -52,7 +31,7 @@ def get(name: str) -> Algorithm:
 
 def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *, resume: bool = False,
           progress: Optional[bool] = None, threads: Optional[int] = None, stop_after: Optional[int] = None,
-          **settings: Any) -> Any:
+          actor_critic: Optional[ActorCriticFactory] = None, **settings: Any) -> Any:
     """Train algorithm ``name`` as the command line does; ``ppo()``, ``sac()``, ... call this.
 
     The preset of the environment's family fills every setting not given (``preset="none"``
@@ -69,6 +48,8 @@ def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *
         threads: torch CPU threads (default 1: these small networks run fastest on one; a
             resumed run: the count it was trained with).
         stop_after: stop after this many epochs in total (resume later).
+        actor_critic: a model of your own, ``factory(obs_space, act_space) -> nn.Module``
+            (the contract is in ``algos.base``); ``None``: the algorithm's default.
         **settings: fields of the algorithm's settings dataclass.
 
     Returns:
@@ -82,7 +63,8 @@ def train(name: str, env: Optional[str] = None, out_dir: Optional[str] = None, *
     if threads is None:
         threads = recorded_threads(out_dir) if resume and out_dir is not None else 1
     with torch_threads(threads):
-        return algorithm.train(config, out_dir=out_dir, resume=resume, progress=progress, stop_after=stop_after)
+        return algorithm.train(config, out_dir=out_dir, resume=resume, progress=progress, stop_after=stop_after,
+                               actor_critic=actor_critic)
 
 
 def recorded_threads(run_dir: str) -> int:

@@ -11,7 +11,6 @@ by default), which raises α while the policy's entropy is below H̄ and lowers 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional, Tuple
 
 import gymnasium as gym
@@ -20,14 +19,15 @@ import torch
 import scgrad as sg
 from scgrad.estimators import Reparam
 
-from scgrad.rl.algos import registry as algorithms
-from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.algos import offpolicy, registry as algorithms
+from scgrad.rl.algos.base import RunResult
+from scgrad.rl.algos.offpolicy import (OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update,
+                                       td_target)
+from scgrad.rl.algos.onpolicy import adam
 from scgrad.rl.config import require
-from scgrad.rl.algos.offpolicy import (OffPolicyConfig, Stats, critic_loss, frozen, gradient_step, polyak_update, td_target, train)
-from scgrad.rl.nets.offpolicy import SoftActorCritic
-from scgrad.rl.algos.onpolicy import RunResult, adam
-from scgrad.rl.optim import FlatAdam
 from scgrad.rl.data.replay import Transitions
+from scgrad.rl.nets.offpolicy import SoftActorCritic
+from scgrad.rl.optim import FlatAdam
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def alpha_loss(log_alpha: torch.Tensor, log_p: torch.Tensor, target_entropy: flo
 
 
 class SAC:
-    """SAC's gradient step (the rest is ``offpolicy.train``).
+    """SAC's gradient step (the rest is ``offpolicy.OffPolicyLearner`` and ``base.train``).
 
     Args:
         config: the settings.
@@ -154,8 +154,8 @@ def sac(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     Args:
         env: environment id (a bounded 1-D Box action space, Box observations).
         out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
-        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
-            ``algorithms.train``; tuned presets fill the settings not given) and
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after``, ``actor_critic`` (as in
+            ``registry.train``; tuned presets fill the settings not given) and
             any field of :class:`SACConfig` (and the shared ``OffPolicyConfig`` and
             ``RunConfig``): seed, steps, steps_per_epoch, hidden_sizes, batch_size, replay_size,
             start_steps, update_after, update_every, polyak, gamma, pi_lr, q_lr, alpha,
@@ -167,4 +167,4 @@ def sac(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     return algorithms.train("sac", env, out_dir, **options)
 
 
-ALGORITHM = Algorithm("sac", SACConfig, functools.partial(train, algorithm=SAC), SAC.make_model)
+ALGORITHM = offpolicy.algorithm("sac", SACConfig, SAC)

@@ -10,17 +10,16 @@ critic's overestimation:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Optional
 
 import torch
 
-from scgrad.rl.algos import registry as algorithms
-from scgrad.rl.algos.registry import Algorithm
-from scgrad.rl.config import require
+from scgrad.rl.algos import offpolicy, registry as algorithms
+from scgrad.rl.algos.base import RunResult
 from scgrad.rl.algos.ddpg import DDPG, DDPGConfig
-from scgrad.rl.algos.offpolicy import train
-from scgrad.rl.algos.onpolicy import RunResult
+from scgrad.rl.config import require
+
+
 
 
 @dataclasses.dataclass
@@ -69,8 +68,8 @@ def td3(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     Args:
         env: environment id (a bounded 1-D Box action space, Box observations).
         out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
-        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
-            ``algorithms.train``; tuned presets fill the settings not given) and
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after``, ``actor_critic`` (as in
+            ``registry.train``; tuned presets fill the settings not given) and
             any field of :class:`TD3Config` (and the shared ``OffPolicyConfig`` and
             ``RunConfig``): seed, steps, steps_per_epoch, hidden_sizes, batch_size, replay_size,
             start_steps, update_after, update_every, polyak, gamma, pi_lr, q_lr, act_noise,
@@ -82,4 +81,4 @@ def td3(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     return algorithms.train("td3", env, out_dir, **options)
 
 
-ALGORITHM = Algorithm("td3", TD3Config, functools.partial(train, algorithm=TD3), TD3.make_model)
+ALGORITHM = offpolicy.algorithm("td3", TD3Config, TD3)

@@ -9,7 +9,6 @@ then shrunk until KL ≤ δ and the surrogate improves (``trust_region``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -17,13 +16,14 @@ from torch.distributions import kl_divergence
 
 from scgrad.estimators import ImportanceWeighted
 
-from scgrad.rl.algos import registry as algorithms
-from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.algos import onpolicy, registry as algorithms
+from scgrad.rl.algos.base import RunResult
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value
+from scgrad.rl.algos.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
+                                          flat_grad, flat_params, set_flat_params)
 from scgrad.rl.config import require, require_positive
 from scgrad.rl.data.batch import Batch
-from scgrad.rl.algos.onpolicy import OnPolicyConfig, RunResult, adam, fit_value, make_model, train
 from scgrad.rl.losses import policy_loss, value_loss
-from scgrad.rl.algos.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product, flat_grad, flat_params, set_flat_params)
 
 
 @dataclasses.dataclass
@@ -55,7 +55,7 @@ class TRPOConfig(OnPolicyConfig):
 
 
 class TRPO:
-    """TRPO's optimiser (the critic's) and update (the rest is ``onpolicy.train``)."""
+    """TRPO's optimiser (the critic's) and update (the rest is ``onpolicy.OnPolicyLearner`` and ``base.train``)."""
 
     name = "trpo"
     Config = TRPOConfig
@@ -112,8 +112,8 @@ def trpo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     Args:
         env: environment id (Discrete or 1-D Box actions, Box observations).
         out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
-        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
-            ``algorithms.train``; tuned presets fill the settings not given) and
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after``, ``actor_critic`` (as in
+            ``registry.train``; tuned presets fill the settings not given) and
             any field of :class:`TRPOConfig` (and the shared ``OnPolicyConfig`` and
             ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, delta, damping,
             cg_iters, vf_lr, train_v_iters, ...
@@ -121,4 +121,4 @@ def trpo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     return algorithms.train("trpo", env, out_dir, **options)
 
 
-ALGORITHM = Algorithm("trpo", TRPOConfig, functools.partial(train, algorithm=TRPO), make_model)
+ALGORITHM = onpolicy.algorithm("trpo", TRPOConfig, TRPO)

@@ -8,18 +8,17 @@ on −mean(log π(a|s)·Â) in gradient, followed by ``train_v_iters`` steps on 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Dict, Optional
 
 import torch
 
 from scgrad.estimators import ScoreFunction
 
-from scgrad.rl.algos import registry as algorithms
-from scgrad.rl.algos.registry import Algorithm
+from scgrad.rl.algos import onpolicy, registry as algorithms
+from scgrad.rl.algos.base import RunResult
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value
 from scgrad.rl.config import require, require_positive
 from scgrad.rl.data.batch import Batch
-from scgrad.rl.algos.onpolicy import OnPolicyConfig, RunResult, adam, fit_value, make_model, train
 from scgrad.rl.losses import approx_kl, policy_loss, value_loss
 from scgrad.rl.optim import step
 
@@ -45,7 +44,7 @@ class VPGConfig(OnPolicyConfig):
 
 
 class VPG:
-    """VPG's optimisers and update (the rest is ``onpolicy.train``)."""
+    """VPG's optimisers and update (the rest is ``onpolicy.OnPolicyLearner`` and ``base.train``)."""
 
     name = "vpg"
     Config = VPGConfig
@@ -84,8 +83,8 @@ def vpg(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     Args:
         env: environment id (Discrete or 1-D Box actions, Box observations).
         out_dir: run folder (config.json, progress.csv, checkpoint); ``None``: no files.
-        **options: ``resume``, ``progress``, ``threads``, ``stop_after`` (as in
-            ``algorithms.train``; tuned presets fill the settings not given) and
+        **options: ``resume``, ``progress``, ``threads``, ``stop_after``, ``actor_critic`` (as in
+            ``registry.train``; tuned presets fill the settings not given) and
             any field of :class:`VPGConfig` (and the shared ``OnPolicyConfig`` and
             ``RunConfig``): seed, steps, num_envs, steps_per_epoch, gamma, lam, pi_lr, vf_lr,
             train_v_iters, ...
@@ -93,4 +92,4 @@ def vpg(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:
     return algorithms.train("vpg", env, out_dir, **options)
 
 
-ALGORITHM = Algorithm("vpg", VPGConfig, functools.partial(train, algorithm=VPG), make_model)
+ALGORITHM = onpolicy.algorithm("vpg", VPGConfig, VPG)

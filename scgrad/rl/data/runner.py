@@ -12,8 +12,8 @@ import torch
 from scgrad.rl.data.rollout_buffer import RolloutBuffer
 from scgrad.rl.envs import state as env_state
 from scgrad.rl.envs.make import ActionAdapter
-from scgrad.rl.nets.mlp import torch_actor
 from scgrad.rl.envs.normalize import RunningNormalizer
+from scgrad.rl.nets.mlp import torch_actor
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Optional
 
 import gymnasium as gym
 import numpy as np
-from scgrad.rl.errors import EnvError
 from scgrad.rl.envs.vector import SerialVectorEnv
+from scgrad.rl.errors import EnvError
 
 
 def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:

@@ -19,8 +19,7 @@ from torch.distributions import Categorical, Distribution
 
 from scgrad.distributions import DiagNormal
 from scgrad.rl.envs.make import check_spaces
-from scgrad.rl.nets.mlp import (HALF_LOG_2PI, Actor, activation_class, forward_fast, mlp, numpy_forward,
-                                torch_actor)
+from scgrad.rl.nets.mlp import HALF_LOG_2PI, Actor, activation_class, forward_fast, mlp, numpy_forward, torch_actor
 
 
 class CategoricalPolicy(nn.Module):

@@ -15,8 +15,8 @@ from torch import nn
 
 from scgrad.rl.config import RunConfig
 from scgrad.rl.envs.make import ActionAdapter, make_env, make_vector_env
-from scgrad.rl.errors import EnvError, RLError
 from scgrad.rl.envs.normalize import RunningNormalizer
+from scgrad.rl.errors import EnvError, RLError
 from scgrad.rl.run.outputs import check_output_file
 
 MAX_PARALLEL = 16  # evaluation episodes stepped together

@@ -14,8 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from scgrad.rl.run.checkpoint import fsync_dir, has_checkpoint, remove_leftovers
 from scgrad.rl.errors import CheckpointError, ConfigError
+from scgrad.rl.run.checkpoint import fsync_dir, has_checkpoint, remove_leftovers
 
 try:
     import fcntl
@@ -41,6 +41,8 @@ def episode_stats(returns: Sequence[float], lengths: Sequence[int]) -> Dict[str,
 
 
 def _format(value: Any) -> str:
+    if value is None:  # not measured this epoch (an off-policy loss before the first gradient step)
+        return "nan"
     if isinstance(value, float):
         return format(value, ".8g")
     return str(value)

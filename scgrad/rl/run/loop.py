@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from scgrad.rl.run.checkpoint import (checkpoint_epoch, has_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state)
 from scgrad.rl.config import RunConfig
+from scgrad.rl.data.runner import EnvRunner
 from scgrad.rl.errors import CheckpointError, TrainingDiverged
+from scgrad.rl.run.checkpoint import (checkpoint_epoch, has_checkpoint, read_checkpoint, rng_state,
+                                      save_checkpoint, set_rng_state)
 from scgrad.rl.run.folder import RunFolder, episode_stats, say
 from scgrad.rl.run.progress import ProgressBar
-from scgrad.rl.data.runner import EnvRunner
 
 _RESERVED = {"format", "epoch", "elapsed", "rng", "steps_done"}
 
@@ -48,6 +49,9 @@ class Training:
             returns whatever statistics it has).
         count: the progress.csv column of the units ``steps`` counts.
         length: the setting that holds ``steps``: the one setting a resume may change.
+        options: what config.json records beside the settings and the thread count (as
+            ``"run"``), which a resume must repeat: ``{"model": "own"}`` for a model of the
+            user's own.
     """
 
     name: str
@@ -60,6 +64,7 @@ class Training:
     runner: Optional[EnvRunner] = None
     count: str = "TotalEnvInteracts"
     length: str = "steps"
+    options: Dict[str, Any] = field(default_factory=dict)
 
 
 def run(training: Training, out_dir: Optional[str] = None, resume: bool = False, progress: bool = False,
@@ -116,7 +121,7 @@ def run_options() -> Dict[str, Any]:
 def _start(t: Training, folder: RunFolder, resume: bool) -> Tuple[int, int, float]:
     """Create the run folder, or restore the run in it; returns (epochs done, environment
     steps done, seconds spent)."""
-    settings, options = t.config.to_dict(), run_options()
+    settings, options = t.config.to_dict(), {**run_options(), **t.options}
     if not resume:
         folder.create(t.name, settings, options)
         return 0, 0, 0.0
@@ -153,6 +158,10 @@ def _check_recorded(folder: RunFolder, manifest: Dict[str, Any], algo: str, sett
     if changed:
         raise CheckpointError(f"cannot resume {folder.path}: its settings differ from those its checkpoint was "
                               f"written with: {'; '.join(changed)}; restore config.json")
+    if manifest["run"].get("model") != options.get("model"):
+        raise CheckpointError(f"{folder.path} was trained with a model of the user's own: resume it from Python, "
+                              "passing the same actor_critic= factory" if manifest["run"].get("model") else
+                              f"{folder.path} was trained with the default model: resume it without actor_critic=")
     threads = manifest["run"].get("threads")
     if threads != options["threads"]:
         raise CheckpointError(f"{folder.path} was trained with {threads} torch thread(s), this process has "
@@ -168,7 +177,7 @@ def _capture(t: Training, epoch: int, steps_done: int, elapsed: float) -> Dict[s
 
 def _record(t: Training, epoch: int) -> Dict[str, Any]:
     """What the checkpoint's manifest records beside its files."""
-    return {"epoch": epoch, "algo": t.name, "settings": t.config.to_dict(), "run": run_options()}
+    return {"epoch": epoch, "algo": t.name, "settings": t.config.to_dict(), "run": {**run_options(), **t.options}}
 
 
 def _checked_epoch(t: Training, epoch: int, start: int, stop: int, folder: RunFolder) -> Dict[str, float]:
