@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli
 
@@ -72,17 +74,56 @@ class Settings:
 
 
 # ------------------------------------------------------------------ the game
-def new_game(seed: int, sticky: float):
-    """A fresh Pong emulator whose sticky actions are drawn from ``seed``."""
-    from ale_py import ALEInterface, LoggerMode, roms
+class Game:
+    """One Pong emulator, reused from game to game, played as the blog's ``Pong-v0``: each agent
+    step holds the action for 2, 3 or 4 frames (uniform), and at every frame the emulator
+    repeats its previous action instead with probability ``sticky`` (ALE's sticky actions,
+    drawn here from the game's own generator so that a game is a function of its seed).
 
-    ALEInterface.setLoggerMode(LoggerMode.Error)
-    ale = ALEInterface()
-    ale.setInt("random_seed", seed)
-    ale.setFloat("repeat_action_probability", sticky)
-    ale.setInt("max_num_frames_per_episode", 108_000)  # 30 minutes of play: no game runs forever
-    ale.loadROM(roms.get_rom_path("pong"))
-    return ale
+    Args:
+        sticky: the probability of repeating the previous action (Pong-v0: 0.25).
+    """
+
+    def __init__(self, sticky: float) -> None:
+        from ale_py import ALEInterface, LoggerMode, roms
+
+        ALEInterface.setLoggerMode(LoggerMode.Error)
+        self.ale = ALEInterface()
+        self.ale.setFloat("repeat_action_probability", 0.0)  # applied below, from our generator
+        self.ale.setInt("max_num_frames_per_episode", 108_000)  # 30 minutes: no game runs forever
+        self.ale.loadROM(roms.get_rom_path("pong"))
+        self.moves = self.ale.getMinimalActionSet()  # UP is the joystick's RIGHT, DOWN its LEFT
+        self.sticky = sticky
+        self.screen = np.empty((210, 160, 3), np.uint8)
+
+    def reset(self, seed: np.random.SeedSequence) -> None:
+        """Start a new game whose random draws (frame skips, sticky frames, actions) come from ``seed``."""
+        self.ale.reset_game()
+        self.rng = np.random.default_rng(seed)
+        self.held = self.moves[0]  # NOOP
+        self.previous = np.zeros(FRAME_PIXELS, np.int8)
+
+    def observe(self) -> np.ndarray:
+        """The difference of this frame and the previous one, preprocessed: [6400] int8."""
+        self.ale.getScreenRGB(self.screen)  # into the preallocated array
+        frame = preprocess(self.screen)
+        x, self.previous = frame - self.previous, frame
+        return x
+
+    def step(self, action: int) -> float:
+        """Play ``action`` (an index into the minimal action set: ``UP`` or ``DOWN``) for one
+        agent step; returns the points won minus lost."""
+        reward = 0
+        for _ in range(self.rng.integers(2, 5)):
+            if self.rng.random() >= self.sticky:
+                self.held = self.moves[action]
+            reward += self.ale.act(self.held)
+        return float(reward)
+
+    @property
+    def over(self) -> bool:
+        """The game has ended (21 points, or the frame cap)."""
+        return self.ale.game_over()
 
 
 def preprocess(rgb: np.ndarray) -> np.ndarray:
@@ -90,13 +131,6 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
     red channel, background erased, everything else (paddles, ball) set to 1."""
     red = rgb[35:195:2, ::2, 0]
     return ((red != BACKGROUND[0]) & (red != BACKGROUND[1])).astype(np.int8).reshape(FRAME_PIXELS)
-
-
-def step(ale, action: int, rng: np.random.Generator) -> float:
-    """One agent step as Pong-v0 takes it: action ``action`` of the minimal set (UP is the
-    joystick's RIGHT, DOWN its LEFT) held for 2, 3 or 4 frames (uniform)."""
-    move = ale.getMinimalActionSet()[action]
-    return float(sum(ale.act(move) for _ in range(rng.integers(2, 5))))
 
 
 # ------------------------------------------------------------------ the policy
@@ -113,6 +147,23 @@ class Policy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(torch.relu(self.hidden(x))).squeeze(-1)
+
+    def player(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``p_up(x)``: P(UP) [B] for difference frames x [B, 6400] int8, for playing with the
+        current weights. A difference frame is mostly zeros (only what moved), so the first
+        layer sums the weight rows of its nonzero pixels (``embedding_bag``) instead of
+        multiplying 6,400 columns: the same numbers for a small fraction of the work."""
+        rows_of_pixels = self.hidden.weight.detach().T.contiguous()  # [6400, H], once per batch of games
+
+        @torch.no_grad()
+        def p_up(x: np.ndarray) -> np.ndarray:
+            game, pixel = np.nonzero(x)
+            starts = np.searchsorted(game, np.arange(len(x)))
+            h = F.embedding_bag(torch.from_numpy(pixel), rows_of_pixels, torch.from_numpy(starts), mode="sum",
+                                per_sample_weights=torch.from_numpy(x[game, pixel]).float())
+            return torch.sigmoid(self.out(torch.relu(h)).squeeze(-1)).numpy()
+
+        return p_up
 
 
 @dataclasses.dataclass
@@ -134,27 +185,24 @@ class Games:
     lengths: list
 
 
-def play(policy: Policy, seeds: list, s: Settings) -> Games:
-    """Play one game per seed to the end, all at once: each step the policy sees the batch of
-    games still running."""
-    rngs = [np.random.default_rng(seed) for seed in seeds]
-    ales = [new_game(int(rng.integers(2**31)), s.sticky) for rng in rngs]
-    previous = [np.zeros(FRAME_PIXELS, np.int8) for _ in seeds]
+def play(policy: Policy, games: list, seeds: list, gamma: float) -> Games:
+    """Play one game per seed to the end on the emulators ``games``, all at once: each step the
+    policy sees the batch of games still running."""
+    for game, seed in zip(games, seeds):
+        game.reset(seed)
+    decide = policy.player()
     xs, ups, rewards = ([[] for _ in seeds] for _ in range(3))
     live = list(range(len(seeds)))
     while live:
-        frames = [preprocess(ales[i].getScreenRGB()) for i in live]
-        x = np.stack([frame - previous[i] for frame, i in zip(frames, live)])
-        with torch.no_grad():
-            p_up = torch.sigmoid(policy(torch.from_numpy(x).float())).numpy()
+        x = np.stack([games[i].observe() for i in live])
+        p_up = decide(x)
         for k, i in enumerate(live):
-            up = rngs[i].random() < p_up[k]
-            previous[i] = frames[k]
+            up = games[i].rng.random() < p_up[k]
             xs[i].append(x[k])
             ups[i].append(up)
-            rewards[i].append(step(ales[i], UP if up else DOWN, rngs[i]))
-        live = [i for i in live if not ales[i].game_over()]
-    returns = [standardised(discounted(np.array(r), s.gamma)) for r in rewards]
+            rewards[i].append(games[i].step(UP if up else DOWN))
+        live = [i for i in live if not games[i].over]
+    returns = [standardised(discounted(np.array(r), gamma)) for r in rewards]
     return Games(torch.from_numpy(np.concatenate([np.stack(x) for x in xs])),
                  torch.tensor([u for game in ups for u in game], dtype=torch.float32),
                  torch.from_numpy(np.concatenate(returns)).float(),
@@ -217,10 +265,11 @@ def train(s: Settings, out: str | None, resume: bool = False, progress: bool = T
     policy = Policy(s.hidden)
     optimizer = torch.optim.RMSprop(policy.parameters(), lr=s.lr, alpha=s.decay, eps=1e-5)
     tally = Tally()
+    emulators = [Game(s.sticky) for _ in range(s.batch)]
 
     def update(i: int, start: int, stop: int) -> dict:
         seeds = [np.random.SeedSequence([s.seed, i, k]) for k in range(stop - start)]  # a resume replays them
-        games = play(policy, seeds, s)
+        games = play(policy, emulators[:len(seeds)], seeds, s.gamma)
         optimizer.zero_grad()
         loss = surrogate(policy, games)
         loss.backward()

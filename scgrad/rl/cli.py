@@ -3,7 +3,7 @@
     python -m scgrad.rl train ALGO --env ENV [--seed S] [--steps N] [--out DIR] [--KWARG VALUE ...]
     python -m scgrad.rl train [ALGO] --resume DIR [--steps N]
     python -m scgrad.rl eval DIR [--episodes N] [--video FILE.mp4] [--seed S] [--stochastic]
-    python -m scgrad.rl plot DIR... [--out FILE.png] [--value COLUMN]
+    python -m scgrad.rl plot DIR... [--out FILE.png] [--value COLUMN] [--x COLUMN]
 
 Every field of an algorithm's settings dataclass is a flag (``--clip_ratio`` or
 ``--clip-ratio``). Flags are spelled out in full (an unknown one or a prefix gets "did you mean"),
@@ -122,6 +122,7 @@ def command_parsers() -> Tuple[Parser, Dict[str, Parser]]:
     plot_parser.add_argument("--out", default="learning_curves.png", metavar="FILE.png",
                              help="image file; its extension picks the format (.png, .pdf, .svg, ...)")
     plot_parser.add_argument("--value", default="AverageEpRet", help="progress.csv column to plot")
+    plot_parser.add_argument("--x", default="TotalEnvInteracts", help="progress.csv column along the x axis")
     return parser, dict(commands.choices)
 
 
@@ -295,5 +296,5 @@ def plot(args: argparse.Namespace, rest: List[str]) -> int:
     """``plot DIR [DIR ...]``: draw the runs' learning curves into one image. Returns the exit code."""
     from scgrad.rl.run.plot import plot as draw
 
-    print(f"plot: {draw(args.dirs, args.out, y=args.value)}")
+    print(f"plot: {draw(args.dirs, args.out, y=args.value, x=args.x)}")
     return 0

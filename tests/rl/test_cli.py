@@ -128,6 +128,16 @@ def test_plot_draws_mean_and_std_over_seeds(cli, trained, tmp_path):
     assert_one_line_error(*cli("plot", tmp_path / "empty-nothing")[::2], "holds no run")
 
 
+def test_plot_takes_another_x_column(cli, trained, tmp_path):
+    pytest.importorskip("matplotlib")
+    status, _, err = cli("plot", trained, "--x", "Epoch", "--value", "LossV", "--out", tmp_path / "c.png")
+    assert status == 0, err
+    from scgrad.rl.run.plot import curves, find_runs
+    (xs, _, _, _), = curves(find_runs([trained]), x="Epoch", y="LossV").values()
+    assert list(xs) == [1.0, 2.0]
+    assert_one_line_error(*cli("plot", trained, "--x", "Episodes")[::2], "has no column 'Episodes'")
+
+
 def test_help_lists_every_setting(cli):
     status, out, _ = cli("train", "ppo", "--help")
     assert status == 0

@@ -71,10 +71,11 @@ def _shorten(text: str, limit: int = 300) -> str:
 
 
 def plot(paths: Sequence[str | os.PathLike], out: str | os.PathLike = "learning_curves.png",
-         y: str = "AverageEpRet") -> Path:
+         y: str = "AverageEpRet", x: str = "TotalEnvInteracts") -> Path:
     """Draw each algorithm/environment's mean ± std curve over its runs into ``out``, a file
     whose extension names a format matplotlib writes (.png, .pdf, .svg, ...). The file name is
-    checked before the runs are read."""
+    checked before the runs are read. ``x`` and ``y`` are progress.csv columns (``x``: e.g.
+    Episodes for a run that counts games)."""
     try:
         import matplotlib
         matplotlib.use("Agg")  # files only; no display needed
@@ -83,12 +84,12 @@ def plot(paths: Sequence[str | os.PathLike], out: str | os.PathLike = "learning_
     except ImportError:
         raise RLError("plot needs matplotlib: pip install matplotlib") from None
     out = check_output_file(out, FigureCanvasBase.get_supported_filetypes(), "--out")
-    data = curves(find_runs(paths), y=y)
+    data = curves(find_runs(paths), x=x, y=y)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, (xs, mean, std, n) in sorted(data.items()):
         ax.plot(xs, mean, label=f"{label} ({n} run{'s' if n > 1 else ''})")
         ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("environment interactions")
+    ax.set_xlabel("environment interactions" if x == "TotalEnvInteracts" else x)
     ax.set_ylabel(y)
     ax.grid(alpha=0.3)
     ax.legend()
