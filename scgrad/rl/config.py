@@ -30,6 +30,9 @@ class RunConfig:
         gamma: discount factor, in [0, 1].
         normalize_obs: normalise observations by running mean and std (saved with checkpoints).
         checkpoint_every: write a checkpoint every this many epochs (and after the last one).
+        tensorboard: also write each progress row as TensorBoard events into the run folder
+            (charts/episodic_return, losses/approx_kl, ...; see ``run.tensorboard``), when the
+            tensorboard package is installed.
         preset: the tuned settings that filled in the fields not given: an environment family
             (classic_control, mujoco) or none (the algorithm's own defaults); see
             ``scgrad.rl.presets``. The command line and ``ppo()``, ``sac()``, ... default to auto
@@ -46,6 +49,7 @@ class RunConfig:
     gamma: float = 0.99
     normalize_obs: bool = False
     checkpoint_every: int = 1
+    tensorboard: bool = True
     preset: str = "none"
 
     def __post_init__(self) -> None:

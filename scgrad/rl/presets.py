@@ -28,11 +28,16 @@ tests re-check them on every CI run):
   which ``benchmarks/rl_onpolicy.py`` matched against SB3 (HalfCheetah-v5 1096 ± 59 and
   Hopper-v5 2199 ± 653 at 300k steps). VPG and TRPO on MuJoCo, and the off-policy algorithms
   there, keep Spinning Up's defaults, which were chosen for MuJoCo.
+- PPO, ``atari`` (the ``ALE/<Game>-v5`` and ``<Game>NoFrameskip-v4`` ids of ``envs.atari``):
+  CleanRL's ppo_atari settings (8 environments × 128 steps, 4 epochs of 4 minibatches, lr
+  2.5e-4 annealed, clip 0.1, entropy 0.01, value weight 0.5, gradient clipping 0.5, GAE λ 0.95,
+  rewards clipped for training, the Nature CNN); ``benchmarks/pong.py`` measures it on Pong.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from scgrad.rl.atari_ids import parse_atari_id
 from scgrad.rl.errors import ConfigError
 
 AUTO, NONE = "auto", "none"
@@ -53,6 +58,10 @@ PRESETS: Dict[Tuple[str, str], Dict[str, Any]] = {
     ("ppo", "mujoco"): dict(num_envs=1, steps_per_epoch=2048, update_epochs=10, minibatch_size=64, pi_lr=3e-4,
                             vf_lr=3e-4, lam=0.95, target_kl=None, max_grad_norm=0.5, log_std_init=0.0,
                             vf_coef=0.5, adam_eps=1e-5, normalize_minibatch_advantages=True),
+    ("ppo", "atari"): dict(num_envs=8, steps_per_epoch=1024, update_epochs=4, minibatch_size=256, pi_lr=2.5e-4,
+                           anneal_lr=True, clip_ratio=0.1, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+                           lam=0.95, target_kl=None, adam_eps=1e-5, normalize_minibatch_advantages=True,
+                           clip_rewards=True, checkpoint_every=10),
 }
 
 #: Gymnasium packages whose environments form a family, by the entry point's module prefix.
@@ -69,6 +78,8 @@ def env_family(env_id: str) -> Optional[str]:
     ``module:Env`` id, which is never imported here)."""
     if ":" in env_id:
         return None
+    if parse_atari_id(env_id) is not None:
+        return "atari"
     import gymnasium as gym
 
     try:

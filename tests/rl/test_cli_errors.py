@@ -68,7 +68,7 @@ CASES = [  # (id, arguments, key phrase of the message[, SUBPROCESS])
     # argparse: unknown flags (with the closest ones), prefixes, missing values, stray values
     ("unknown-flag", ["train", "ppo", "--pi_lrr", "3"], r"unknown flag --pi_lrr; did you mean --pi_lr\b", SUBPROCESS),
     ("unknown-flag-hyphen", ["train", "ppo", "--clip-ration", "0.1"], r"did you mean --clip_ratio\b"),
-    ("prefix", ["train", "ppo", "--clip", "0.1"], r"unknown flag --clip; did you mean --clip_ratio\?"),
+    ("prefix", ["train", "ppo", "--clip", "0.1"], r"unknown flag --clip; did you mean --clip_rewards or --clip_ratio\?"),
     ("prefix-of-several", ["train", "ppo", "--normalize", "true"],
      r"did you mean --normalize_obs or --normalize_advantages or --normalize_minibatch_advantages\?"),
     ("run-flag-suggested", ["train", "ppo", "--threadz", "2"], r"did you mean --threads\?"),

@@ -15,7 +15,7 @@ ROOT = Path(scgrad.rl.__file__).parent
 #: lowest first: settings; environments; networks; returns; collected data; losses and
 #: optimisers; the run machinery (no algorithm in it); the algorithms; the front end.
 LAYERS = [
-    ["errors", "presets", "config"],
+    ["errors", "atari_ids", "presets", "config"],
     ["envs"],
     ["nets"],
     ["returns"],

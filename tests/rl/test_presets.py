@@ -77,17 +77,18 @@ def test_no_algorithm_defaults_to_an_environment_it_rejects():
             env.close()
 
 
-def test_ale_ids_are_registered_and_images_refused_before_training(tmp_path):
+def test_unusable_images_are_refused_before_training(tmp_path):
+    """Channel-last images are refused, as are images for the off-policy algorithms."""
     pytest.importorskip("ale_py")
-    from scgrad.rl.cli import main
-    from scgrad.rl.envs.make import make_env
+    import gymnasium as gym
+    import numpy as np
 
-    env = make_env("ALE/Pong-v5")  # "Namespace ALE not found" before
-    assert env.observation_space.shape == (210, 160, 3)
-    env.close()
-    with pytest.raises(EnvError, match="is an image, and the MLP policies"):
-        algorithms.train("ppo", "ALE/Pong-v5", tmp_path / "run", steps=8, steps_per_epoch=8)
-    assert not (tmp_path / "run" / "progress.csv").exists()  # refused before any epoch
+    from scgrad.rl.envs.make import check_spaces
+    with pytest.raises(EnvError, match="not channel-first"):
+        check_spaces(gym.spaces.Box(0, 255, (210, 160, 3), np.uint8), gym.spaces.Discrete(6), "raw")
+    with pytest.raises(EnvError, match="is an image, and these networks take feature vectors"):
+        algorithms.train("sac", "ALE/Pong-v5", tmp_path / "sac", steps=8, steps_per_epoch=8)
+    assert not (tmp_path / "sac" / "progress.csv").exists()  # refused before any epoch
 
 
 def test_the_command_line_records_the_preset_and_none_keeps_the_defaults(tmp_path):

@@ -219,7 +219,7 @@ def test_an_edited_manifest_is_refused(small_run, tmp_path):
 
 
 def test_a_checkpoint_is_a_manifest_and_one_payload(small_run):
-    names = sorted(p.name for p in small_run.iterdir())
+    names = run_files(small_run)
     assert names == [".lock", "checkpoint-000003.pt", "checkpoint.json", "config.json", "progress.csv"]
     manifest = read_manifest(small_run)
     assert manifest["epoch"] == 3 and manifest["algo"] == "ppo" and manifest["settings"]["gamma"] == 0.99
@@ -247,7 +247,7 @@ def test_leftovers_of_an_interrupted_write_are_removed(cli, small_run, tmp_path)
     for leftover in (".checkpoint-000004.pt.tmp", "checkpoint-000004.pt", ".checkpoint.json.tmp", ".progress.csv.tmp"):
         (run / leftover).write_bytes(b"interrupted")
     assert cli("train", "--resume", run, "--steps", "800")[0] == 0
-    names = sorted(p.name for p in run.iterdir())
+    names = run_files(run)
     assert names == [".lock", "checkpoint-000004.pt", "checkpoint.json", "config.json", "progress.csv"]
     assert load_checkpoint(run)["epoch"] == 4
 
@@ -346,7 +346,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(cli, tmp_
     assert_one_line_error(status, err, "cannot write the checkpoint of epoch 2 .*No space left on device.*"
                                        "the checkpoint of epoch 1 is kept")
     assert load_checkpoint(run)["epoch"] == 1
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint-000001.pt", "checkpoint.json",
+    assert run_files(run) == [".lock", "checkpoint-000001.pt", "checkpoint.json",
                                                      "config.json", "progress.csv"]
 
 
@@ -392,3 +392,8 @@ def test_garbage_in_progress_csv_is_one_line_on_resume(small_run, tmp_path, dama
     else:
         (run / "progress.csv").write_bytes(np.random.default_rng(0).bytes(3000))
     assert_one_line_error(*python_m("train", "--resume", run, "--steps", "800")[::2], pattern)
+
+
+def run_files(folder):
+    """The names in a run folder, less the TensorBoard events folder (a view of progress.csv)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "tensorboard")

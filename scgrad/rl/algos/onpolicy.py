@@ -26,7 +26,9 @@ from scgrad.rl.data.batch import Batch, compute_batch
 from scgrad.rl.data.rollout_buffer import RolloutBuffer
 from scgrad.rl.data.runner import EnvRunner, collect_rollout
 from scgrad.rl.losses import value_loss
+from scgrad.rl.envs.make import is_image
 from scgrad.rl.nets.actor_critic import ActorCritic
+from scgrad.rl.nets.cnn import BODIES, CNNActorCritic
 from scgrad.rl.optim import FlatAdam, step
 
 
@@ -43,6 +45,12 @@ class OnPolicyConfig(RunConfig):
         anneal_lr: decay learning rates linearly to zero over the run.
         log_std_init: initial log standard deviation of a Gaussian policy (Box actions).
         adam_eps: Adam's ε (the optimisers of every network); SB3's PPO uses 1e-5.
+        cnn: the convolutional body of the default model for image observations: nature (the
+            DQN Nature network) or small (the 2013 DQN network, for CPUs); see ``nets.cnn``.
+        clip_rewards: train on the sign of each reward (−1, 0, 1), as Atari agents do; the
+            returns reported (progress.csv, eval) stay the environment's own.
+        device: where the networks run and learn: cpu, cuda (an error if CUDA is missing) or
+            auto (cuda when present). Environments and buffers stay on the CPU.
     """
 
     lam: float = 0.97
@@ -52,10 +60,15 @@ class OnPolicyConfig(RunConfig):
     anneal_lr: bool = False
     log_std_init: float = -0.5
     adam_eps: float = 1e-8
+    cnn: str = "nature"
+    clip_rewards: bool = False
+    device: str = "cpu"
 
     def validate(self) -> None:
         super().validate()
         require_positive(self, "vf_lr")
+        require(self.cnn in BODIES, f"cnn must be one of {', '.join(BODIES)}, got '{self.cnn}'")
+        require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got '{self.device}'")
         require_unit_interval(self, "lam")
         require(self.max_grad_norm is None or self.max_grad_norm > 0,
                 f"max_grad_norm must be > 0 or none, got {self.max_grad_norm}")
@@ -96,9 +109,28 @@ class OnPolicyAlgorithm(Protocol):
         ...
 
 
-def make_model(config: OnPolicyConfig, obs_space: gym.Space, act_space: gym.Space) -> ActorCritic:
-    """The default model: the MLP actor-critic the settings describe (``Algorithm.make_model``)."""
+def make_model(config: OnPolicyConfig, obs_space: gym.Space, act_space: gym.Space) -> nn.Module:
+    """The default model (``Algorithm.make_model``): for images the CNN actor-critic with the
+    ``cnn`` body, else the MLP actor-critic the settings describe."""
+    if is_image(obs_space):
+        return CNNActorCritic(obs_space, act_space, config.cnn)
     return ActorCritic(obs_space, act_space, config.hidden_sizes, config.activation, config.log_std_init)
+
+
+def require_separate_networks(model: nn.Module, algo: str) -> None:
+    """``ConfigError`` for a model whose policy and critic share a body (VPG and TRPO step them apart)."""
+    require(not getattr(model, "shared_body", False),
+            f"{algo} steps the policy and the value network separately, and this model's share a body "
+            "(the CNN actor-critic does): train images with ppo, or pass actor_critic= with separate networks")
+
+
+def device_of(config: OnPolicyConfig) -> torch.device:
+    """The device the ``device`` setting names; ``ConfigError`` for cuda without CUDA."""
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    require(config.device != "cuda" or torch.cuda.is_available(),
+            "device is cuda, but this torch sees no CUDA device; use cpu or auto")
+    return torch.device(config.device)
 
 
 class OnPolicyLearner:
@@ -115,15 +147,20 @@ class OnPolicyLearner:
     def __init__(self, update_class: Type[OnPolicyAlgorithm], config: OnPolicyConfig, model: nn.Module,
                  runner: EnvRunner) -> None:
         self.config, self.model, self.runner = config, model, runner
+        self.device = device_of(config)
+        model.to(self.device)  # before the optimisers flatten the parameters
         self.algo = update_class(config)
         self.optimizers = self.algo.optimizers(model)
         self.state = {f"optimizer_{k}": o for k, o in self.optimizers.items()}
-        self.obs_dim = int(np.prod(runner.env.single_observation_space.shape))
+        space = runner.env.single_observation_space
+        # images stay uint8 [C, H, W] (4x smaller), feature vectors are flattened float32
+        self.obs_layout = ((tuple(space.shape), torch.uint8) if runner.images
+                           else (int(np.prod(space.shape)), torch.float32))
         self.buffer = self._buffer(config.steps_per_epoch // config.num_envs)
 
     def _buffer(self, steps: int) -> RolloutBuffer:
-        space = self.runner.env.single_action_space
-        return RolloutBuffer(steps, self.config.num_envs, self.obs_dim, *action_layout(space))
+        (shape, dtype), space = self.obs_layout, self.runner.env.single_action_space
+        return RolloutBuffer(steps, self.config.num_envs, shape, *action_layout(space), obs_dtype=dtype)
 
     def epoch(self, i: int, start: int, stop: int) -> Dict[str, float]:
         """Collect, compute the batch and update (``base.Learner.epoch``)."""
@@ -132,7 +169,11 @@ class OnPolicyLearner:
         steps = (stop - start) // c.num_envs
         # a short last epoch (steps_per_epoch does not divide steps) gets a buffer of its own
         rollout = self.buffer if steps == self.buffer.steps else self._buffer(steps)
-        collect_rollout(self.runner, self.model.pi, rollout)
+        collect_rollout(self.runner, self.model.pi, rollout, self.device)
+        if c.clip_rewards:  # the runner has already counted the true rewards into the episode returns
+            rollout.rew.sign_()
+        if self.device.type != "cpu":
+            rollout = rollout.to(self.device)
         batch = compute_batch(rollout, self.model.pi, self.model.v, c.gamma, c.lam, c.normalize_advantages)
         return self.algo.update(self.model, self.optimizers, batch)
 

@@ -73,9 +73,12 @@ class PPO:
         self.config = config
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
-        """Adam for the policy ("pi") and for the critic ("v")."""
-        # one each: after an early stop the policy's optimiser must not step (momentum would move it)
+        """Adam for the policy ("pi") and for the critic ("v"); one Adam for the whole model
+        ("model", at pi_lr) when the policy and the critic share a body (``nets.cnn``)."""
         c = self.config
+        if getattr(model, "shared_body", False):
+            return {"model": adam(model, c.pi_lr, c.adam_eps)}
+        # one each: after an early stop the policy's optimiser must not step (momentum would move it)
         return {"pi": adam(model.pi, c.pi_lr, c.adam_eps), "v": adam(model.v, c.vf_lr, c.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):
@@ -85,15 +88,18 @@ class PPO:
 
     def update(self, model, optimizers, batch: Batch) -> Dict[str, float]:
         """``update_epochs`` passes over shuffled minibatches of the clipped surrogate and the
-        value loss; the policy stops stepping once its KL to π_old passes 1.5·``target_kl``."""
+        value loss; the policy stops stepping once its KL to π_old passes 1.5·``target_kl``
+        (with a shared body, the whole update stops there, as CleanRL's does)."""
         c = self.config
         with torch.no_grad():
             before = self.loss_pi(model, batch)
             info = {"LossPi": before.value, "LossV": value_loss(model.v, batch).item(),
                     "Entropy": before.dist.entropy().mean().item()}
-        policy_on, steps = True, 0
+        policy_on, steps, shared = True, 0, "model" in optimizers
         size = c.minibatch_size or len(batch)
         for _ in range(c.update_epochs):
+            if shared and not policy_on:
+                break
             shuffled = batch[torch.randperm(len(batch))]  # one gather per epoch; minibatches are views
             for start in range(0, len(batch), size):
                 mb = shuffled[start:start + size]
@@ -108,7 +114,10 @@ class PPO:
                 if policy_on:
                     loss = loss + pl.loss - (c.ent_coef * pl.dist.entropy().mean() if c.ent_coef else 0.0)
                     steps += 1
-                active = [optimizers["v"], optimizers["pi"]] if policy_on else [optimizers["v"]]
+                if shared and not policy_on:
+                    break
+                active = ([optimizers["model"]] if shared else
+                          [optimizers["v"], optimizers["pi"]] if policy_on else [optimizers["v"]])
                 for optimizer in active:
                     optimizer.zero_grad()
                 loss.backward()

@@ -18,7 +18,7 @@ from scgrad.estimators import ImportanceWeighted
 
 from scgrad.rl.algos import onpolicy, registry as algorithms
 from scgrad.rl.algos.base import RunResult
-from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value, require_separate_networks
 from scgrad.rl.algos.trust_region import (backtracking_line_search, conjugate_gradient, fisher_vector_product,
                                           flat_grad, flat_params, set_flat_params)
 from scgrad.rl.config import require, require_positive
@@ -65,6 +65,7 @@ class TRPO:
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
         """Adam for the critic only ("v"): the policy moves by the natural-gradient step."""
+        require_separate_networks(model, "trpo")
         return {"v": adam(model.v, self.config.vf_lr, self.config.adam_eps)}
 
     def loss_pi(self, model, batch: Batch):

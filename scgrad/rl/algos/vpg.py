@@ -16,7 +16,7 @@ from scgrad.estimators import ScoreFunction
 
 from scgrad.rl.algos import onpolicy, registry as algorithms
 from scgrad.rl.algos.base import RunResult
-from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value
+from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value, require_separate_networks
 from scgrad.rl.config import require, require_positive
 from scgrad.rl.data.batch import Batch
 from scgrad.rl.losses import approx_kl, policy_loss, value_loss
@@ -54,6 +54,7 @@ class VPG:
 
     def optimizers(self, model) -> Dict[str, torch.optim.Optimizer]:
         """Adam for the policy ("pi") and for the critic ("v")."""
+        require_separate_networks(model, "vpg")
         c = self.config
         return {"pi": adam(model.pi, c.pi_lr, c.adam_eps), "v": adam(model.v, c.vf_lr, c.adam_eps)}
 

@@ -15,7 +15,7 @@ class Batch:
     """One epoch's experience, flattened over time and environments (M = T·N samples).
 
     ====  =================  ==============================================
-    obs   [M, obs_dim]       s
+    obs   [M, *obs_shape]    s (images: uint8)
     act   [M] or [M, A]      a, as sampled
     logp  [M]                log π_old(a|s)
     adv   [M]                Â, GAE (normalised if enabled)
@@ -48,8 +48,10 @@ def compute_batch(buffer: RolloutBuffer, policy: nn.Module, value: nn.Module, ga
     them).
     """
     T, N = buffer.steps, buffer.num_envs
+    flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731
     with torch.no_grad():
-        v_t = value(buffer.obs.reshape(T * N, -1)).reshape(T, N)
+        obs = flat(buffer.obs)  # one tensor for the value and the policy (a shared CNN body runs once)
+        v_t = value(obs).reshape(T, N)
         v_next_t = torch.cat([v_t[1:], value(buffer.last_obs)[None]])
         cut = buffer.truncated.nonzero(as_tuple=True)
         if cut[0].numel():
@@ -58,8 +60,7 @@ def compute_batch(buffer: RolloutBuffer, policy: nn.Module, value: nn.Module, ga
         ret_t = adv_t + v_t
         if normalize_advantages:
             adv_t = standardize(adv_t)
-        flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731
-        obs, act = flat(buffer.obs), flat(buffer.act)
+        act = flat(buffer.act)
         logp = policy.distribution(obs).log_prob(act)
     return Batch(obs, act, logp, flat(adv_t), flat(ret_t), flat(v_t))
 

@@ -1,7 +1,8 @@
 """On-policy rollout storage: preallocated, time-major tensors for T steps of N environments."""
 from __future__ import annotations
 
-from typing import Tuple
+import copy
+from typing import Tuple, Union
 
 import torch
 
@@ -12,13 +13,14 @@ class RolloutBuffer:
     ============  ======================  ==================================================
     field         shape                   meaning
     ============  ======================  ==================================================
-    obs           [T, N, obs_dim]         s_t as the policy saw it (normalised if enabled)
+    obs           [T, N, *obs_shape]      s_t as the policy saw it (normalised if enabled;
+                                          images as uint8 [C, H, W])
     act           [T, N] or [T, N, A]     a_t as sampled (a Box action before clipping)
     rew           [T, N]                  r_t
     terminated    [T, N] bool             s'_t is terminal: nothing to bootstrap
     truncated     [T, N] bool             the episode was cut at s'_t: bootstrap V(s'_t)
-    final_obs     [T, N, obs_dim]         s'_t where an episode ended (else stale)
-    last_obs      [N, obs_dim]            s_T, to bootstrap the cut at the rollout's end
+    final_obs     [T, N, *obs_shape]      s'_t where an episode ended (else stale)
+    last_obs      [N, *obs_shape]         s_T, to bootstrap the cut at the rollout's end
     ============  ======================  ==================================================
 
     Steps are written through NumPy views of the same memory: a per-step write then costs a
@@ -27,19 +29,28 @@ class RolloutBuffer:
     steps in one batched call, cheaper than T small ones.
     """
 
-    def __init__(self, steps: int, num_envs: int, obs_dim: int, act_shape: Tuple[int, ...],
-                 act_dtype: torch.dtype) -> None:
+    def __init__(self, steps: int, num_envs: int, obs_shape: Union[int, Tuple[int, ...]], act_shape: Tuple[int, ...],
+                 act_dtype: torch.dtype, obs_dtype: torch.dtype = torch.float32) -> None:
         T, N = steps, num_envs
         self.steps, self.num_envs = T, N
-        self.obs = torch.zeros(T, N, obs_dim)
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.obs = torch.zeros(T, N, *shape, dtype=obs_dtype)
         self.act = torch.zeros(T, N, *act_shape, dtype=act_dtype)
         self.rew = torch.zeros(T, N)
         self.terminated = torch.zeros(T, N, dtype=torch.bool)
         self.truncated = torch.zeros(T, N, dtype=torch.bool)
-        self.final_obs = torch.zeros(T, N, obs_dim)
-        self.last_obs = torch.zeros(N, obs_dim)
+        self.final_obs = torch.zeros(T, N, *shape, dtype=obs_dtype)
+        self.last_obs = torch.zeros(N, *shape, dtype=obs_dtype)
         self._np = {name: getattr(self, name).numpy() for name in
                     ("obs", "act", "rew", "terminated", "truncated", "final_obs")}
+
+    def to(self, device: torch.device) -> "RolloutBuffer":
+        """A copy on ``device`` (for networks on a GPU; steps are stored on the CPU)."""
+        moved = copy.copy(self)
+        for name in ("obs", "act", "rew", "terminated", "truncated", "final_obs", "last_obs"):
+            setattr(moved, name, getattr(self, name).to(device))
+        moved._np = {}
+        return moved
 
     def store(self, t: int, obs, act, rew, terminated, truncated) -> None:
         """Write step ``t`` (arrays or CPU tensors of shape [N, ...])."""

@@ -11,7 +11,8 @@ import torch
 
 from scgrad.rl.data.rollout_buffer import RolloutBuffer
 from scgrad.rl.envs import state as env_state
-from scgrad.rl.envs.make import ActionAdapter
+from scgrad.rl.envs.make import ActionAdapter, is_image
+from scgrad.rl.errors import ConfigError
 from scgrad.rl.envs.normalize import RunningNormalizer
 from scgrad.rl.nets.mlp import torch_actor
 
@@ -47,6 +48,9 @@ class EnvRunner:
                  normalizer: Optional[RunningNormalizer] = None) -> None:
         self.env, self.normalizer = env, normalizer
         self.adapt = ActionAdapter(env.single_action_space)
+        self.images = is_image(env.single_observation_space)
+        if self.images and normalizer is not None:
+            raise ConfigError("normalize_obs is for feature vectors; image observations are scaled by the CNN")
         self.num_envs = env.num_envs
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -59,6 +63,8 @@ class EnvRunner:
 
     def _observe(self, raw: Any, update: bool) -> torch.Tensor:
         # a copy: the vector env (copy=False) overwrites its observation array on the next step
+        if self.images:  # kept as they are, uint8 [N, C, H, W]: the CNN scales them
+            return torch.from_numpy(np.array(raw, dtype=np.uint8))
         obs = torch.from_numpy(np.array(raw, dtype=np.float32).reshape(len(raw), -1))
         if self.normalizer is None:
             return obs
@@ -113,13 +119,15 @@ class EnvRunner:
         self.finished = [(float(r), int(n)) for r, n in state["finished"]]
 
 
-def collect_rollout(runner: EnvRunner, policy: torch.nn.Module, buffer: RolloutBuffer) -> None:
+def collect_rollout(runner: EnvRunner, policy: torch.nn.Module, buffer: RolloutBuffer,
+                    device: torch.device = torch.device("cpu")) -> None:
     """Fill ``buffer`` with ``buffer.steps`` vector steps of ``policy``.
 
     One batched policy call per vector step, through the policy's ``numpy_actor`` where it has
     one (else its ``act``); everything else is NumPy writes into the preallocated buffer.
     """
-    actor = policy.numpy_actor() if hasattr(policy, "numpy_actor") else torch_actor(policy)
+    on_cpu = device.type == "cpu"
+    actor = policy.numpy_actor() if on_cpu and hasattr(policy, "numpy_actor") else torch_actor(policy, device)
     with torch.inference_mode():
         for t in range(buffer.steps):
             obs = runner.obs.numpy()

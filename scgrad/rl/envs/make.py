@@ -7,12 +7,17 @@ from typing import Optional
 
 import gymnasium as gym
 import numpy as np
+from scgrad.rl.envs.atari import AtariEnv, parse_atari_id
 from scgrad.rl.envs.vector import SerialVectorEnv
 from scgrad.rl.errors import EnvError
 
 
 def make_env(env_id: str, render_mode: Optional[str] = None) -> gym.Env:
-    """One environment, or an ``EnvError`` in one line for an unknown id or a missing extra."""
+    """One environment, or an ``EnvError`` in one line for an unknown id or a missing extra.
+    Atari ids (``ALE/<Game>-v5``, ``<Game>NoFrameskip-v4``) give the preprocessed pixel game
+    of ``envs.atari`` (observations [4, 84, 84] uint8)."""
+    if parse_atari_id(env_id) is not None:
+        return AtariEnv(env_id, render_mode)
     if env_id.startswith("ALE/"):
         register_ale()
     try:
@@ -55,15 +60,21 @@ def make_vector_env(env_id: str, num_envs: int) -> SerialVectorEnv:
     return SerialVectorEnv([lambda: first] + [functools.partial(make_env, env_id)] * (num_envs - 1))
 
 
-def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str = "environment") -> None:
-    """Accept a Box observation space of features (not an image) and a Discrete or 1-D Box
-    action space; else ``EnvError``."""
+def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str = "environment",
+                 images: bool = True) -> None:
+    """Accept a Box observation space — features, or (``images``) channel-first images
+    [C, H, W] of at least 36×36 pixels, which the CNN policies take — and a Discrete or 1-D
+    Box action space; else ``EnvError``."""
     if not isinstance(obs_space, gym.spaces.Box):
         raise EnvError(f"{env_id}: observation space {obs_space} is not supported "
-                       "(the MLP policies need a Box)")
+                       "(the policies need a Box)")
     if is_image(obs_space):
-        raise EnvError(f"{env_id}: observation space {obs_space} is an image, and the MLP policies take "
-                       "feature vectors; pixel policies are not in scgrad.rl yet")
+        if not images:
+            raise EnvError(f"{env_id}: observation space {obs_space} is an image, and these networks take "
+                           "feature vectors (the CNN policies are on-policy: vpg, trpo, ppo)")
+        if len(obs_space.shape) != 3 or min(obs_space.shape[1:]) < 36 or obs_space.shape[0] > 16:
+            raise EnvError(f"{env_id}: image observations {obs_space.shape} are not channel-first [C, H, W] "
+                           "of at least 36×36 pixels, as the CNN policies need (the Atari ids give [4, 84, 84])")
     if isinstance(act_space, gym.spaces.Discrete):
         return
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:

@@ -8,7 +8,7 @@ down to the unwrapped env, and records per object:
 - NumPy ``Generator`` attributes, as their ``bit_generator.state`` dict (the env's
   ``np_random``), and the random streams of its spaces;
 - native state no attribute holds, through a handler per simulator (``NATIVE``): MuJoCo's
-  physics via ``mj_getState`` (the integration state).
+  physics via ``mj_getState`` (the integration state), an Atari emulator via ``cloneState``.
 
 Everything else (models, renderers, specs, the links between wrappers) is rebuilt by making
 the environment afresh: ``restore(vector_env, state)`` writes the recorded state onto a newly
@@ -17,8 +17,7 @@ structure or values do not fit it. Nothing in the state is code, so a checkpoint
 with ``torch.load(weights_only=True)``.
 
 A new simulator is one more handler: an object with ``name``, ``owns`` (attribute names it
-replaces), ``applies(obj)``, ``capture(obj) -> ndarray`` and ``restore(obj, ndarray)``; e.g.
-an Atari handler would serialise ``ale.cloneState()`` to a uint8 array.
+replaces), ``applies(obj)``, ``capture(obj) -> ndarray`` and ``restore(obj, ndarray)``.
 """
 from __future__ import annotations
 
@@ -77,8 +76,39 @@ class MujocoPhysics:
         mujoco.mj_forward(obj.model, obj.data)  # derived quantities (positions, contacts) for readers
 
 
+class AleEmulator:
+    """An Atari emulator's state (RAM, CPU, TIA, frame counters): ``ALEInterface.cloneState()``
+    serialised to uint8 bytes. The sticky-action stream is not in it: ``envs.atari`` draws sticky
+    actions from the env's ``np_random``, which is captured as a plain attribute."""
+
+    name = "ale"
+    owns: FrozenSet[str] = frozenset({"ale"})
+
+    @staticmethod
+    def applies(obj: Any) -> bool:
+        """Whether ``obj`` holds an ``ale`` emulator (``envs.atari.AtariEnv``)."""
+        return type(getattr(obj, "ale", None)).__module__.startswith("ale_py")
+
+    @staticmethod
+    def capture(obj: Any) -> np.ndarray:
+        """The emulator's state as bytes [n] uint8."""
+        return np.frombuffer(obj.ale.cloneState().__getstate__(), dtype=np.uint8).copy()
+
+    @staticmethod
+    def restore(obj: Any, state: np.ndarray) -> None:
+        """Put the emulator in a state from :meth:`capture`."""
+        from ale_py import ALEState
+
+        _check(isinstance(state, np.ndarray) and state.dtype == np.uint8 and state.ndim == 1,
+               "the Atari state is not a byte string")
+        try:
+            obj.ale.restoreState(ALEState(state.tobytes()))
+        except Exception as error:  # ale-py's own error types: a state of another game, truncated bytes
+            raise CheckpointError(f"the checkpoint's Atari state does not fit this game ({error})") from None
+
+
 #: Handlers of state that no plain attribute holds; the first that applies to an object is used.
-NATIVE = (MujocoPhysics(),)
+NATIVE = (MujocoPhysics(), AleEmulator())
 
 
 # ------------------------------------------------------------------ the walk

@@ -141,7 +141,7 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, hidden_sizes: Sequence[int] = (64, 64),
                  activation: str = "tanh", log_std_init: float = -0.5) -> None:
         super().__init__()
-        check_spaces(obs_space, act_space)
+        check_spaces(obs_space, act_space, images=False)
         act = activation_class(activation)
         obs_dim = int(np.prod(obs_space.shape))
         if isinstance(act_space, gym.spaces.Discrete):

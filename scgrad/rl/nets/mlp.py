@@ -101,11 +101,11 @@ def numpy_forward(net: nn.Sequential) -> Optional[Actor]:
     return forward
 
 
-def torch_actor(policy: nn.Module) -> Actor:
+def torch_actor(policy: nn.Module, device: torch.device = torch.device("cpu")) -> Actor:
     """``policy.act`` as a function of NumPy observations to NumPy actions, without gradients
     (the rollout's path for policies without a NumPy form)."""
     def actor(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return policy.act(torch.from_numpy(obs)).numpy()
+            return policy.act(torch.from_numpy(obs).to(device)).cpu().numpy()
 
     return actor

@@ -167,7 +167,7 @@ class EnsembleQ(nn.Module):
 def box_dims(obs_space: gym.Space, act_space: gym.Space) -> Tuple[int, int]:
     """(obs_dim, act_dim) for a Box observation and a bounded 1-D Box action space; an
     ``EnvError`` otherwise (these actors are tanh-squashed, so every bound must be finite)."""
-    check_spaces(obs_space, act_space)
+    check_spaces(obs_space, act_space, images=False)
     if not isinstance(act_space, gym.spaces.Box):
         raise EnvError(f"action space {act_space} is not supported by the off-policy algorithms "
                        "(they need a Box)")

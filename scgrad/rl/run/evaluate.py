@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from scgrad.rl.config import RunConfig
-from scgrad.rl.envs.make import ActionAdapter, make_env, make_vector_env
+from scgrad.rl.envs.make import ActionAdapter, is_image, make_env, make_vector_env
 from scgrad.rl.envs.normalize import RunningNormalizer
 from scgrad.rl.errors import EnvError, RLError
 from scgrad.rl.run.outputs import check_output_file
@@ -44,13 +44,14 @@ class Agent:
             self.observation_space, self.action_space = probe.observation_space, probe.action_space
             probe.close()
         self._adapt = ActionAdapter(self.action_space)
+        self._images = is_image(self.observation_space)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Environment actions for one raw observation (``obs_shape``) or a batch
         (``[N, *obs_shape]``): an action of the environment's space (an integer for Discrete,
         ``[A]`` within the Box bounds), or ``[N]`` / ``[N, A]`` of them. ``deterministic``: the
         policy's mode, else a sample."""
-        obs = np.asarray(obs, dtype=np.float32)
+        obs = np.asarray(obs, dtype=np.uint8 if self._images else np.float32)
         shape = tuple(self.observation_space.shape)
         single = obs.shape == shape
         if not single and obs.shape[1:] != shape:
@@ -62,7 +63,10 @@ class Agent:
     def policy_actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """The policy's own actions for raw observations [N, *obs_shape], before
         ``ActionAdapter`` (Box actions in [−1, 1] units, unclipped)."""
-        x = torch.from_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
+        if self._images:  # uint8 [N, C, H, W], scaled by the CNN
+            x = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.uint8))
+        else:
+            x = torch.from_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
         if self.normalizer is not None:
             x = self.normalizer(x)
         with torch.no_grad():

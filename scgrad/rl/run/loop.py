@@ -23,6 +23,7 @@ from scgrad.rl.errors import CheckpointError, TrainingDiverged
 from scgrad.rl.run.checkpoint import (checkpoint_epoch, has_checkpoint, read_checkpoint, rng_state,
                                       save_checkpoint, set_rng_state)
 from scgrad.rl.run.folder import RunFolder, episode_stats, say
+from scgrad.rl.run import tensorboard
 from scgrad.rl.run.progress import ProgressBar
 
 _RESERVED = {"format", "epoch", "elapsed", "rng", "steps_done"}
@@ -82,7 +83,7 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
     if resume and out_dir is None:
         raise CheckpointError("resume needs the run folder (out_dir)")
     folder = RunFolder(out_dir)
-    bar = None
+    bar = events = None
     try:
         folder.acquire(create=not resume)
         epoch, done, elapsed = _start(t, folder, resume)
@@ -90,6 +91,8 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
             bar = ProgressBar(t.steps, done, unit=t.count)
             if t.runner is not None:
                 t.runner.on_step = bar.advance  # redrawn as the environments step, not once an epoch
+        if folder.path is not None and getattr(t.config, "tensorboard", False) and tensorboard.available():
+            events = tensorboard.TensorBoardLog(folder.path, t.count)
         t0 = time.perf_counter() - elapsed
         while done < t.steps and (stop_after is None or epoch < stop_after):
             epoch, start, done = epoch + 1, done, min(done + t.steps_per_epoch, t.steps)
@@ -97,6 +100,8 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
             stats = episode_stats(*t.runner.pop_episodes()) if t.runner is not None else {}
             row = {"Epoch": epoch, t.count: done, **stats, **info, "Time": time.perf_counter() - t0}
             folder.log(row)
+            if events is not None:
+                events.log(row)
             last = done == t.steps or epoch == stop_after
             if folder.path is not None and (epoch % t.config.checkpoint_every == 0 or last):
                 save_checkpoint(folder.path, _capture(t, epoch, done, row["Time"]), _record(t, epoch))
@@ -108,6 +113,8 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
             t.runner.env.close()
         if bar:
             bar.close()
+        if events is not None:
+            events.close()
         folder.release()
     return folder.rows, done < t.steps
 
