@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -148,20 +148,26 @@ class Policy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(torch.relu(self.hidden(x))).squeeze(-1)
 
+    def sparse(self, x: torch.Tensor, rows_of_pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The same logits [B] for difference frames x [B, 6400] int8, computed as a difference
+        frame is: mostly zeros (only what moved). The first layer sums the weight rows of the
+        nonzero pixels (``embedding_bag``, differentiable) instead of multiplying 6,400 columns —
+        the same numbers for a small fraction of the work, in the update as in play.
+        ``rows_of_pixels``: the first layer's weight as [6400, H] (default: a view of it)."""
+        game, pixel = x.nonzero(as_tuple=True)
+        starts = torch.searchsorted(game, torch.arange(len(x)))
+        weights = self.hidden.weight.T if rows_of_pixels is None else rows_of_pixels
+        h = F.embedding_bag(pixel, weights, starts, mode="sum", per_sample_weights=x[game, pixel].float())
+        return self.out(torch.relu(h)).squeeze(-1)
+
     def player(self) -> Callable[[np.ndarray], np.ndarray]:
-        """``p_up(x)``: P(UP) [B] for difference frames x [B, 6400] int8, for playing with the
-        current weights. A difference frame is mostly zeros (only what moved), so the first
-        layer sums the weight rows of its nonzero pixels (``embedding_bag``) instead of
-        multiplying 6,400 columns: the same numbers for a small fraction of the work."""
-        rows_of_pixels = self.hidden.weight.detach().T.contiguous()  # [6400, H], once per batch of games
+        """``p_up(x)``: P(UP) [B] for difference frames x [B, 6400] int8 (NumPy), for playing
+        with the current weights (their [6400, H] layout made once per batch of games)."""
+        rows_of_pixels = self.hidden.weight.detach().T.contiguous()
 
         @torch.no_grad()
         def p_up(x: np.ndarray) -> np.ndarray:
-            game, pixel = np.nonzero(x)
-            starts = np.searchsorted(game, np.arange(len(x)))
-            h = F.embedding_bag(torch.from_numpy(pixel), rows_of_pixels, torch.from_numpy(starts), mode="sum",
-                                per_sample_weights=torch.from_numpy(x[game, pixel]).float())
-            return torch.sigmoid(self.out(torch.relu(h)).squeeze(-1)).numpy()
+            return torch.sigmoid(self.sparse(torch.from_numpy(x), rows_of_pixels)).numpy()
 
         return p_up
 
@@ -231,7 +237,7 @@ def surrogate(policy: Policy, games: Games) -> torch.Tensor:
     dimension is independent samples). ×T: the blog sums the gradient over steps, and RMSProp's
     ε makes the scale matter."""
     with sg.Graph() as g:
-        g.sample("action", Bernoulli(logits=policy(games.x.float())), value=games.up,
+        g.sample("action", Bernoulli(logits=policy.sparse(games.x)), value=games.up,
                  estimator=sg.estimators.ScoreFunction())
         g.cost("lost_points", -games.returns, depends_on=["action"])
     return g.surrogate() * len(games.up)

@@ -253,3 +253,29 @@ def test_new_benchmarks_refuse_non_positive_counts(tmp_path):
         assert done.returncode == 2, (script.name, args, done.stderr[-500:])
         assert args[0] in done.stderr and (f"got {args[1]}" in done.stderr or "'x' is not an integer" in done.stderr)
         assert not out.exists()
+
+
+def test_pong_benchmark_writes_its_section(tmp_path):
+    """benchmarks/pong.py with tiny budgets: both Karpathy programs run on the same games, the
+    environment speeds are measured, and the section lands between its marks."""
+    pytest_importorskip_ale()
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "pong.py"
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark results\n\n## Other\nkept\n")
+    done = subprocess.run([sys.executable, str(script), "--part", "karpathy,report", "--episodes", "1",
+                           "--runs", str(tmp_path / "runs"), "--karpathy-run", str(tmp_path / "none"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "## Other\nkept" in text and "## Pong from pixels" in text and text.count("<!-- end pong -->") == 1
+    saved = json.loads((tmp_path / "runs" / "karpathy.json").read_text())
+    assert saved["scgrad"]["episodes"] == saved["numpy"]["episodes"] == 1
+    assert "| examples/pong/karpathy.py (scgrad, 10 games batched) |" in text
+    speeds = _load_benchmark(script).env_speed(32, num_envs=2)
+    assert speeds["scgrad_env_steps_per_s"] > 0 and speeds["native_env_steps_per_s"] > 0
+
+
+def pytest_importorskip_ale():
+    import pytest
+
+    pytest.importorskip("ale_py")

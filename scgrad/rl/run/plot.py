@@ -40,7 +40,7 @@ def curves(runs: Sequence[Path], x: str = "TotalEnvInteracts",
         algo, settings = read_config(run)
         rows = read_progress(run)  # CheckpointError for a file that is not CSV text
         if rows:
-            grouped[f"{algo} {settings.get('env', '?')}"].append(
+            grouped[f"{algo} {settings['env']}" if "env" in settings else algo].append(
                 (_column(rows, x, run / PROGRESS_FILE), _column(rows, y, run / PROGRESS_FILE)))
     result = {}
     for label, group in grouped.items():
