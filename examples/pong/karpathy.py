@@ -10,11 +10,14 @@ from 2–4 at every step and sticky actions 0.25.
 What scgrad does here: the 10 games of an update are played at once (the policy evaluated on the
 batch of live games) and the update is one ``sg.Graph`` whose single node holds every action of
 the batch as a score-function sample (``value=``: the actions played), credited with its step's
-standardised return. The run folder, exact resume, progress bar and progress.csv are scgrad.rl's.
+standardised return. The run folder, exact resume, progress bar and progress.csv are scgrad.rl's;
+the policy network and the preprocessing are ``scgrad.rl.nets.karpathy`` and ``envs.atari``'s, so
+``eval`` plays a trained one on ``Karpathy/Pong-v0`` (the same game, frames and network).
 
     python examples/pong/karpathy.py --out runs/karpathy            # train (Ctrl-C, then:)
     python examples/pong/karpathy.py --resume runs/karpathy         # continue exactly
     python -m scgrad.rl plot runs/karpathy --x Episodes --value RunningReward --out pong.png
+    python -m scgrad.rl eval runs/karpathy --episodes 3 --video pong.mp4
 
 The last line printed is ``episodes=<int> running_reward=<float> env_steps=<int>``.
 """
@@ -23,23 +26,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Callable, Optional
-
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.distributions import Bernoulli
 
 import scgrad as sg
+from scgrad.rl.envs.atari import karpathy_frame
 from scgrad.rl.errors import RLError
+from scgrad.rl.nets.karpathy import DOWN, FRAME_PIXELS, UP
+from scgrad.rl.nets.karpathy import KarpathyPolicy as Policy
 from scgrad.rl.run.checkpoint import seed_everything
 from scgrad.rl.run.folder import read_config
 from scgrad.rl.run.loop import Training, run
-
-UP, DOWN = 2, 3                 # indices in Pong's minimal action set (gym's action ids)
-BACKGROUND = (144, 109)         # red-channel values of Pong's background, erased
-FRAME_PIXELS = 80 * 80
 
 
 @dataclasses.dataclass
@@ -127,49 +125,9 @@ class Game:
 
 
 def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """A 210×160×3 frame → 6,400 int8 values in {0, 1}: rows 35–194, every second pixel of the
-    red channel, background erased, everything else (paddles, ball) set to 1."""
-    red = rgb[35:195:2, ::2, 0]
-    return ((red != BACKGROUND[0]) & (red != BACKGROUND[1])).astype(np.int8).reshape(FRAME_PIXELS)
-
-
-# ------------------------------------------------------------------ the policy
-class Policy(nn.Module):
-    """x [B, 6400] (difference frames) → logit of P(UP) [B]; two layers without biases, each
-    initialised with standard deviation 1/√(fan in) as the blog's Xavier-style init."""
-
-    def __init__(self, hidden: int = 200) -> None:
-        super().__init__()
-        self.hidden = nn.Linear(FRAME_PIXELS, hidden, bias=False)
-        self.out = nn.Linear(hidden, 1, bias=False)
-        for layer in (self.hidden, self.out):
-            nn.init.normal_(layer.weight, std=layer.in_features ** -0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(x))).squeeze(-1)
-
-    def sparse(self, x: torch.Tensor, rows_of_pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The same logits [B] for difference frames x [B, 6400] int8, computed as a difference
-        frame is: mostly zeros (only what moved). The first layer sums the weight rows of the
-        nonzero pixels (``embedding_bag``, differentiable) instead of multiplying 6,400 columns —
-        the same numbers for a small fraction of the work, in the update as in play.
-        ``rows_of_pixels``: the first layer's weight as [6400, H] (default: a view of it)."""
-        game, pixel = x.nonzero(as_tuple=True)
-        starts = torch.searchsorted(game, torch.arange(len(x)))
-        weights = self.hidden.weight.T if rows_of_pixels is None else rows_of_pixels
-        h = F.embedding_bag(pixel, weights, starts, mode="sum", per_sample_weights=x[game, pixel].float())
-        return self.out(torch.relu(h)).squeeze(-1)
-
-    def player(self) -> Callable[[np.ndarray], np.ndarray]:
-        """``p_up(x)``: P(UP) [B] for difference frames x [B, 6400] int8 (NumPy), for playing
-        with the current weights (their [6400, H] layout made once per batch of games)."""
-        rows_of_pixels = self.hidden.weight.detach().T.contiguous()
-
-        @torch.no_grad()
-        def p_up(x: np.ndarray) -> np.ndarray:
-            return torch.sigmoid(self.sparse(torch.from_numpy(x), rows_of_pixels)).numpy()
-
-        return p_up
+    """A 210×160×3 frame → 6,400 int8 values in {0, 1} (``karpathy_frame``: the background
+    erased, paddles and ball 1)."""
+    return karpathy_frame(rgb).astype(np.int8).reshape(FRAME_PIXELS)
 
 
 @dataclasses.dataclass

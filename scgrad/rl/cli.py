@@ -4,6 +4,7 @@
     python -m scgrad.rl train [ALGO] --resume DIR [--steps N]
     python -m scgrad.rl eval DIR [--episodes N] [--video FILE.mp4] [--seed S] [--stochastic]
     python -m scgrad.rl plot DIR... [--out FILE.png] [--value COLUMN] [--x COLUMN]
+    python -m scgrad.rl export DIR --out NEW_DIR [--float32]
 
 Every field of an algorithm's settings dataclass is a flag (``--clip_ratio`` or
 ``--clip-ratio``). Flags are spelled out in full (an unknown one or a prefix gets "did you mean"),
@@ -38,7 +39,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args, rest = parser.parse_known_args(argv)
         if args.command != "train" and rest:
             commands[args.command].reject(rest)
-        return {"train": train, "eval": evaluate, "plot": plot}[args.command](args, rest)
+        return {"train": train, "eval": evaluate, "plot": plot, "export": export}[args.command](args, rest)
     except RLError as error:
         print(f"scgrad.rl: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
         return EXIT_BAD_INPUT
@@ -101,7 +102,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def command_parsers() -> Tuple[Parser, Dict[str, Parser]]:
-    """The top-level parser and its command parsers by name (``train``, ``eval``, ``plot``)."""
+    """The top-level parser and its command parsers by name (``train``, ``eval``, ``plot``, ``export``)."""
     parser = Parser(prog="python -m scgrad.rl", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +124,11 @@ def command_parsers() -> Tuple[Parser, Dict[str, Parser]]:
                              help="image file; its extension picks the format (.png, .pdf, .svg, ...)")
     plot_parser.add_argument("--value", default="AverageEpRet", help="progress.csv column to plot")
     plot_parser.add_argument("--x", default="TotalEnvInteracts", help="progress.csv column along the x axis")
+    export_parser = commands.add_parser("export", help="copy a run's policy alone into a small folder")
+    export_parser.add_argument("dir", metavar="DIR")
+    export_parser.add_argument("--out", required=True, metavar="NEW_DIR", help="the folder to create")
+    export_parser.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16)")
+    export_parser.add_argument("--env", metavar="ENV", help="as eval's --env (for a module:Env id)")
     return parser, dict(commands.choices)
 
 
@@ -274,9 +280,13 @@ def evaluate(args: argparse.Namespace, rest: List[str]) -> int:
     return and their summary. Returns the exit code."""
     from scgrad.rl.run.evaluate import evaluate as run_episodes
     from scgrad.rl.agents import load_agent
+    from scgrad.rl.atari_ids import describe_protocol
     from scgrad.rl.run.evaluate import record_video, summary
 
     agent = load_agent(args.dir, env=args.env)
+    protocol = describe_protocol(agent.config.env)
+    if protocol is not None:
+        print(f"env={agent.config.env} protocol={protocol}")
     import torch
     torch.manual_seed(args.seed)  # --stochastic samples actions: make them repeatable too
     if args.video:
@@ -297,4 +307,15 @@ def plot(args: argparse.Namespace, rest: List[str]) -> int:
     from scgrad.rl.run.plot import plot as draw
 
     print(f"plot: {draw(args.dirs, args.out, y=args.value, x=args.x)}")
+    return 0
+
+
+def export(args: argparse.Namespace, rest: List[str]) -> int:
+    """``export DIR --out NEW_DIR``: the run's policy alone, for ``eval`` and ``load`` (see
+    ``agents.export_agent``). Returns the exit code."""
+    from scgrad.rl.agents import export_agent
+
+    out = export_agent(args.dir, args.out, half=not args.float32, env=args.env)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(f"exported: {out} ({size / 1e6:.2f} MB)")
     return 0

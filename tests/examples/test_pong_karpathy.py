@@ -78,6 +78,28 @@ def test_the_command_line_prints_its_last_line(karpathy, tmp_path, capsys):
     assert karpathy.main(["--resume", str(tmp_path / "nowhere")]) == 2
 
 
+def test_eval_and_export_play_a_run_with_the_weights_it_trained(karpathy, tmp_path, capsys):
+    """The run folder is one the command line's eval plays (on Karpathy/Pong-v0, the library's
+    network) and exports; a policy's first move shows the weights are the trained ones."""
+    from scgrad.rl.agents import load_agent
+    from scgrad.rl.cli import main
+    from scgrad.rl.nets.karpathy import KarpathyPolicy
+
+    assert karpathy.Policy is KarpathyPolicy  # one network, trained by the example, played by eval
+    run = tmp_path / "r"
+    assert karpathy.main(["--out", str(run), "--episodes", "1", "--batch", "1", "--hidden", "4"]) == 0
+    trained = read_checkpoint(run)[1]["policy"]
+    agent = load_agent(run)
+    assert agent.config.env == "Karpathy/Pong-v0"
+    assert all(torch.equal(agent.model.state_dict()[k], v) for k, v in trained.items())
+    assert main(["export", str(run), "--out", str(tmp_path / "small")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "small"), "--episodes", "1", "--stochastic"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("env=Karpathy/Pong-v0 protocol=karpathy")
+    assert -21 <= float(lines[-1].split()[0].split("=")[1]) <= 21
+
+
 def test_a_reused_emulator_plays_a_seed_as_a_fresh_one_does(karpathy):
     """Emulators are reset, not rebuilt, between games: a game must depend only on its seed."""
     def trace(game, seed):

@@ -14,6 +14,13 @@ The evaluation protocol is the id's, and is stated with every result:
 - ``NoFrameskip-v4``: the same without sticky actions (the older protocol; its scores are
   higher and not comparable with v5's).
 
+``Karpathy/Pong-v0`` is the protocol of Karpathy's "Pong from Pixels" (2016): gym's old
+``Pong-v0`` — each agent step holds the action for 2, 3 or 4 frames (uniform), sticky actions
+0.25 — with the blog's preprocessing: rows 35–194 of the red channel, every second pixel, the
+background erased and all else set to 255, the last 2 such frames stacked (observations
+[2, 80, 80] uint8, of 0 or 255; the blog's policy sees their difference); no no-ops or FIRE;
+the 108,000-frame cap. It exists for Pong only (the erased colours are Pong's background).
+
 Rewards are the game's own: an episode's return is its full, unclipped score. Training may clip
 them (``clip_rewards``); what is reported never is.
 
@@ -33,8 +40,19 @@ import numpy as np
 from scgrad.rl.atari_ids import parse_atari_id
 from scgrad.rl.errors import EnvError
 
-PROTOCOLS = {"v5": dict(sticky=0.25, max_frames=108_000), "v4": dict(sticky=0.0, max_frames=108_000)}
+PROTOCOLS = {"v5": dict(sticky=0.25, max_frames=108_000), "v4": dict(sticky=0.0, max_frames=108_000),
+             "karpathy": dict(sticky=0.25, max_frames=108_000)}
 SIZE, STACK, SKIP, NOOP_MAX = 84, 4, 4, 30
+KARPATHY_SIZE, KARPATHY_STACK, KARPATHY_SKIPS = 80, 2, (2, 3, 4)
+PONG_BACKGROUND = (144, 109)  # red values of Pong's two background colours, erased by karpathy_frame
+
+
+def karpathy_frame(rgb: np.ndarray) -> np.ndarray:
+    """Karpathy's Pong preprocessing: a 210×160×3 screen → [80, 80] bool, True where something
+    other than the background is (paddles, ball): rows 35–194, every second pixel of each second
+    row, of the red channel."""
+    red = rgb[35:195:2, ::2, 0]
+    return (red != PONG_BACKGROUND[0]) & (red != PONG_BACKGROUND[1])
 
 
 def area_weights(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -55,7 +73,7 @@ class AtariEnv(gym.Env):
     """One Atari game, preprocessed (see the module docstring).
 
     Args:
-        env_id: ``ALE/<Game>-v5`` or ``<Game>NoFrameskip-v4``.
+        env_id: ``ALE/<Game>-v5``, ``<Game>NoFrameskip-v4`` or ``Karpathy/Pong-v0``.
         render_mode: ``"rgb_array"``: ``render()`` returns the current 210×160×3 screen.
     """
 
@@ -64,12 +82,15 @@ class AtariEnv(gym.Env):
     def __init__(self, env_id: str, render_mode: Optional[str] = None) -> None:
         parsed = parse_atari_id(env_id)
         if parsed is None:
-            raise EnvError(f"{env_id} is not an Atari id scgrad makes (ALE/<Game>-v5 or <Game>NoFrameskip-v4)")
+            raise EnvError(f"{env_id} is not an Atari id scgrad makes (ALE/<Game>-v5, <Game>NoFrameskip-v4 "
+                           "or Karpathy/Pong-v0)")
         try:
             from ale_py import ALEInterface, LoggerMode, roms
         except ImportError:
             raise EnvError("the Atari environments need ale-py: pip install 'scgrad[atari]'") from None
         game, self.protocol = parsed
+        if self.protocol == "karpathy" and game != "pong":
+            raise EnvError(f"{env_id}: Karpathy's preprocessing is defined for Pong only (Karpathy/Pong-v0)")
         try:
             rom = roms.get_rom_path(game)
         except Exception:  # ale-py raises its own error types across versions
@@ -83,21 +104,31 @@ class AtariEnv(gym.Env):
         self.actions = list(self.ale.getMinimalActionSet())
         self.sticky, self.max_frames = PROTOCOLS[self.protocol]["sticky"], PROTOCOLS[self.protocol]["max_frames"]
         self.render_mode = render_mode
-        self.observation_space = gym.spaces.Box(0, 255, (STACK, SIZE, SIZE), np.uint8)
         self.action_space = gym.spaces.Discrete(len(self.actions))
         height, width = self.ale.getScreenDims()
-        self._rows, self._cols = area_weights(height, SIZE), area_weights(width, SIZE)
-        self._screens = np.zeros((2, height, width), np.uint8)
-        self.frames = np.zeros((STACK, SIZE, SIZE), np.uint8)  # the observation (plain data: saved)
+        if self.protocol == "karpathy":
+            shape = (KARPATHY_STACK, KARPATHY_SIZE, KARPATHY_SIZE)
+            self.metadata = {**self.metadata, "render_fps": 60 // 3}  # 3 frames per step on average
+            self._rgb = np.zeros((height, width, 3), np.uint8)
+        else:
+            shape = (STACK, SIZE, SIZE)
+            self._rows, self._cols = area_weights(height, SIZE), area_weights(width, SIZE)
+            self._screens = np.zeros((2, height, width), np.uint8)
+        self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
+        self.frames = np.zeros(shape, np.uint8)  # the observation (plain data: saved)
         self.held = 0  # the index of the action the emulator holds (sticky actions repeat it)
 
     # -------------------------------------------------------------- gymnasium API
     def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
-        """A new game: 1–30 no-op steps, then FIRE where the game has it; returns (obs [4, 84, 84], {})."""
+        """A new game: 1–30 no-op steps, then FIRE where the game has it (``Karpathy/Pong-v0``:
+        neither); returns (obs, {})."""
         super().reset(seed=seed)
         self.ale.reset_game()
         self.held = 0
         self.frames[:] = 0
+        if self.protocol == "karpathy":
+            self._push_karpathy_frame()
+            return self.frames.copy(), {}
         for _ in range(int(self.np_random.integers(1, NOOP_MAX + 1))):
             self._advance(0)
         fire = self._fire_index()
@@ -123,7 +154,10 @@ class AtariEnv(gym.Env):
         return self.actions.index(Action.FIRE) if Action.FIRE in self.actions else None
 
     def _advance(self, action: int) -> float:
-        """Play 4 frames with sticky actions, push the max of the last two onto the stack."""
+        """Play 4 frames with sticky actions, push the max of the last two onto the stack
+        (``Karpathy/Pong-v0``: 2–4 frames, push the last)."""
+        if self.protocol == "karpathy":
+            return self._advance_karpathy(action)
         reward = 0.0
         for frame in range(SKIP):
             if self.sticky == 0.0 or self.np_random.random() >= self.sticky:
@@ -140,3 +174,17 @@ class AtariEnv(gym.Env):
         (ri, rw), (ci, cw) = self._rows, self._cols
         rows = (screen[ri].astype(np.float32) * rw[:, :, None]).sum(0)          # [84, 160]
         return np.rint((rows[:, ci] * cw[None]).sum(1)).astype(np.uint8)  # [84, 84]
+
+    def _advance_karpathy(self, action: int) -> float:
+        reward = 0.0
+        for _ in range(int(self.np_random.integers(KARPATHY_SKIPS[0], KARPATHY_SKIPS[-1] + 1))):
+            if self.np_random.random() >= self.sticky:
+                self.held = action
+            reward += self.ale.act(self.actions[self.held])
+        self._push_karpathy_frame()
+        return reward
+
+    def _push_karpathy_frame(self) -> None:
+        self.ale.getScreenRGB(self._rgb)
+        self.frames[:-1] = self.frames[1:]
+        self.frames[-1] = karpathy_frame(self._rgb) * np.uint8(255)

@@ -139,6 +139,9 @@ def _start(t: Training, folder: RunFolder, resume: bool) -> Tuple[int, int, floa
         folder.write_config(t.name, settings, options)
         return 0, 0, 0.0
     manifest, saved = read_checkpoint(folder.path)
+    if manifest["run"].get("exported"):
+        raise CheckpointError(f"{folder.path} holds exported weights only (no optimiser, random or environment "
+                              "state): it can be evaluated, not resumed; resume the run it was exported from")
     _check_recorded(folder, manifest, t.name, settings, options, t.length)
     try:
         for name, obj in t.state.items():
