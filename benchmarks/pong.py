@@ -9,6 +9,10 @@ the Pong section of RESULTS.md is rewritten from everything saved):
 - ``karpathy``: the same games (same seeds, same initial policy) played and learned by
   ``examples/pong/karpathy.py`` (10 games at once, one graph per update) and by
   ``examples/pong/karpathy_numpy.py`` (one game at a time, NumPy), episodes per hour of each;
+- ``ppo``: the PPO run (``--ppo-run``, a run folder or its export): its learning curve from
+  progress.csv, the score and steps at 2 hours of training, and an evaluation of its agent over
+  full games (``--eval-episodes``, v5 protocol, the policy's mode) — and of the agent exported at
+  2 hours (``--ppo-2h``) when that folder exists;
 - ``report``: only rewrite the section, which also reads the Karpathy run folder
   (``--karpathy-run``) for its running reward against episodes, next to the blog's.
 
@@ -16,6 +20,7 @@ Every number is measured on this machine in the same run as its comparison; the 
 processes is printed with the section.
 
     python benchmarks/pong.py --part speed,karpathy
+    python benchmarks/pong.py --part ppo --ppo-run examples/pong/pretrained/ppo
 """
 from __future__ import annotations
 
@@ -112,6 +117,56 @@ def karpathy_curve(run: Path) -> list:
     return [(int(r["Episodes"]), float(r["RunningReward"]), float(r["Time"]) / 3600) for r in picked]
 
 
+# ------------------------------------------------------------------ PPO learning
+TWO_HOURS, WINDOW = 7200.0, 100_000  # seconds of training; steps over which training returns are averaged
+
+
+def ppo_curve(rows: list) -> list:
+    """(steps, hours, mean training return) every 250k steps: the mean of the epochs' average
+    returns over the last ``WINDOW`` steps (epochs in which no game ended are skipped)."""
+    out = []
+    for mark in range(250_000, int(rows[-1]["TotalEnvInteracts"]) + 1, 250_000):
+        out.append(_window(rows, mark))
+    return out
+
+
+def _window(rows: list, steps: int) -> tuple:
+    """(steps, hours, mean return) of the epochs in (steps − WINDOW, steps]."""
+    inside = [r for r in rows if steps - WINDOW < int(r["TotalEnvInteracts"]) <= steps]
+    returns = [float(r["AverageEpRet"]) for r in inside if r["AverageEpRet"] not in ("", "nan")]
+    return (steps, float(inside[-1]["Time"]) / 3600 if inside else float("nan"),
+            float(np.mean(returns)) if returns else float("nan"))
+
+
+def ppo_learning(run: Path, run_2h: Path, episodes: int, seed: int) -> dict:
+    """The PPO run's curve, its state at 2 hours, and evaluations of its agents (``eval``'s way)."""
+    import torch
+
+    from scgrad.rl.agents import load_agent
+    from scgrad.rl.run.evaluate import evaluate
+    from scgrad.rl.run.folder import read_config, read_progress
+
+    torch.set_num_threads(1)
+    rows = read_progress(run)
+    within = [r for r in rows if float(r["Time"]) <= TWO_HOURS] or rows[:1]
+    last = rows[-1]
+    settings = read_config(run)[1]
+    result = {"env": settings["env"], "cnn": settings["cnn"], "curve": ppo_curve(rows),
+              "at_2h": _window(within, int(within[-1]["TotalEnvInteracts"])),
+              "steps": int(last["TotalEnvInteracts"]), "hours": float(last["Time"]) / 3600,
+              "steps_per_s": int(last["TotalEnvInteracts"]) / float(last["Time"]), "eval_seed": seed}
+    positive = [c for c in ppo_curve(rows) if c[2] > 0]
+    result["first_positive"] = positive[0] if positive else None
+    for name, folder in (("final", run), ("2h", run_2h)):
+        if (folder / "checkpoint.json").exists():
+            epoch = json.loads((folder / "checkpoint.json").read_text())["epoch"]
+            steps = int(next(r for r in rows if int(r["Epoch"]) == epoch)["TotalEnvInteracts"])
+            hours = float(next(r for r in rows if int(r["Epoch"]) == epoch)["Time"]) / 3600
+            returns = evaluate(load_agent(folder), episodes, seed)
+            result[f"eval_{name}"] = {"folder": _shown(folder), "steps": steps, "hours": hours, "returns": returns}
+    return result
+
+
 # ------------------------------------------------------------------ the section
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when it is inside it."""
@@ -154,17 +209,45 @@ def section(command: str, karpathy_run: Path, runs: Path) -> str:
                   f"settings; the blog: {BLOG}):", "",
                   "| episodes | running reward | hours |", "|---|---|---|",
                   *[f"| {e:,} | {r:.2f} | {h:.2f} |" for e, r, h in curve], ""]
+    if "ppo" in saved:
+        lines += _ppo_lines(saved["ppo"])
     lines += made_by(command) + ["", END]
     return "\n".join(lines)
 
 
+def _ppo_lines(p: dict) -> list:
+    """The PPO part of the section."""
+    steps, hours, score = p["at_2h"]
+    lines = [f"**PPO from pixels** (`{p['env']}`, v5 protocol, `--cnn {p['cnn']}`, the atari preset, "
+             f"2 torch threads; {p['steps']:,} steps in {p['hours']:.2f} h of training, "
+             f"{p['steps_per_s']:,.0f} steps/s including updates). Training returns (full games, unclipped, "
+             f"mean over the last {WINDOW:,} steps):", "",
+             "| steps | hours | mean training return |", "|---|---|---|",
+             *[f"| {s:,} | {h:.2f} | {r:.1f} |" for s, h, r in p["curve"]], "",
+             f"At 2 hours of training: {steps:,} steps, mean training return {score:.1f}."]
+    if p.get("first_positive"):
+        s, h, r = p["first_positive"]
+        lines[-1] += f" First window above 0: {s:,} steps ({h:.2f} h)."
+    for name in ("2h", "final"):
+        e = p.get(f"eval_{name}")
+        if e:
+            r = np.array(e["returns"])
+            lines += ["", f"Evaluation of `{e['folder']}` (the agent after {e['steps']:,} steps, {e['hours']:.2f} h): "
+                      f"{len(r)} full games from seeds {p['eval_seed']}… (the policy's mode): mean **{r.mean():+.2f}** "
+                      f"± {r.std():.2f}, won {int((r > 0).sum())} of {len(r)}; returns {', '.join(f'{x:+.0f}' for x in r)}."]
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", default="speed,karpathy", help="comma-separated: speed, karpathy, report")
+    parser.add_argument("--part", default="speed,karpathy", help="comma-separated: speed, karpathy, ppo, report")
     parser.add_argument("--env-steps", type=int, default=8000, help="agent steps per environment speed measurement")
     parser.add_argument("--ppo-epochs", type=int, default=2, help="timed PPO epochs of 1,024 steps per CNN")
     parser.add_argument("--episodes", type=int, default=40, help="games per Karpathy implementation")
-    parser.add_argument("--karpathy-run", default=str(EXAMPLES / "runs" / "karpathy"))
+    parser.add_argument("--karpathy-run", default=str(EXAMPLES / "pretrained" / "karpathy"))
+    parser.add_argument("--ppo-run", default=str(EXAMPLES / "pretrained" / "ppo"))
+    parser.add_argument("--ppo-2h", default=str(EXAMPLES / "pretrained" / "ppo-2h"))
+    parser.add_argument("--eval-episodes", type=int, default=10, help="full games per PPO evaluation")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--runs", default=str(RUNS), help="folder of the saved measurements")
     args = parser.parse_args(argv)
@@ -173,8 +256,9 @@ def main(argv=None) -> int:
         if value < 1:
             parser.error(f"{name} must be > 0, got {value}")
     parts = set(args.part.split(","))
-    if parts - {"speed", "karpathy", "report"}:
-        parser.error(f"unknown part(s): {sorted(parts - {'speed', 'karpathy', 'report'})}")
+    known = {"speed", "karpathy", "ppo", "report"}
+    if parts - known:
+        parser.error(f"unknown part(s): {sorted(parts - known)}")
     runs.mkdir(exist_ok=True)
     if "speed" in parts:
         speed = env_speed(args.env_steps)
@@ -184,6 +268,10 @@ def main(argv=None) -> int:
     if "karpathy" in parts:
         result = karpathy_speed(args.episodes, runs)
         (runs / "karpathy.json").write_text(json.dumps(result, indent=1))
+        print(result)
+    if "ppo" in parts:
+        result = ppo_learning(Path(args.ppo_run), Path(args.ppo_2h), args.eval_episodes, seed=1000)
+        (runs / "ppo.json").write_text(json.dumps(result, indent=1))
         print(result)
     command = "python benchmarks/pong.py " + " ".join(sys.argv[1:] if argv is None else argv)
     update_section(Path(args.out), section(command, Path(args.karpathy_run), runs), START, END)

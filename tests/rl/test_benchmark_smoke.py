@@ -275,6 +275,26 @@ def test_pong_benchmark_writes_its_section(tmp_path):
     assert speeds["scgrad_env_steps_per_s"] > 0 and speeds["native_env_steps_per_s"] > 0
 
 
+def test_pong_benchmark_reports_a_ppo_run_and_evaluates_its_agent(tmp_path):
+    """The ppo part on a run of 256 steps: its window at 2 hours, steps/s, and one full game of
+    its agent, written as the section's PPO paragraph."""
+    pytest_importorskip_ale()
+    from scgrad.rl.cli import main
+
+    run = tmp_path / "ppo"
+    assert main(["train", "ppo", "--env", "ALE/Pong-v5", "--steps", "256", "--num_envs", "2",
+                 "--steps_per_epoch", "128", "--minibatch_size", "64", "--update_epochs", "1", "--cnn", "small",
+                 "--no-progress", "--out", str(run)]) == 0
+    bench = _load_benchmark(Path(__file__).resolve().parents[2] / "benchmarks" / "pong.py")
+    result = bench.ppo_learning(run, tmp_path / "absent", episodes=1, seed=1000)
+    assert result["steps"] == 256 and result["at_2h"][0] == 256 and result["steps_per_s"] > 0
+    assert result["curve"] == [] and "eval_2h" not in result
+    game = result["eval_final"]
+    assert game["steps"] == 256 and len(game["returns"]) == 1 and -21 <= game["returns"][0] <= 21
+    text = "\n".join(bench._ppo_lines(result))
+    assert "**PPO from pixels** (`ALE/Pong-v5`, v5 protocol, `--cnn small`" in text and "won " in text
+
+
 def pytest_importorskip_ale():
     import pytest
 
