@@ -295,6 +295,25 @@ def test_pong_benchmark_reports_a_ppo_run_and_evaluates_its_agent(tmp_path):
     assert "**PPO from pixels** (`ALE/Pong-v5`, v5 protocol, `--cnn small`" in text and "won " in text
 
 
+def test_hard_attention_benchmark_saves_runs_and_writes_its_section(tmp_path):
+    """benchmarks/hard_attention.py with one epoch of the FC baseline and of a 2-glimpse RAM:
+    each run saved with its errors and speed, the table and the sensor timing in the section."""
+    import pytest
+
+    pytest.importorskip("mlxtend")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "hard_attention.py"
+    out, runs = tmp_path / "RESULTS.md", tmp_path / "runs"
+    for extra in (["--models", "fc,ram", "--glimpses", "2", "--epochs", "1", "--seeds", "0"], ["--part", "sensor"]):
+        done = subprocess.run([sys.executable, str(script), *extra, "--runs", str(runs), "--out", str(out)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads((runs / "mnist-ram-hit-g2-e1-s0.json").read_text())
+    assert saved["epochs"] == 1 and 0 <= saved["test_error"] <= 1 and saved["images_per_s"] > 0
+    text = out.read_text()
+    assert "| mnist | fc | — | — | 1 | 1 |" in text and "| mnist | ram | hit | 2 | 1 | 1 |" in text
+    assert "glimpses/s" in text and text.count("<!-- end hard attention -->") == 1
+
+
 def pytest_importorskip_ale():
     import pytest
 
