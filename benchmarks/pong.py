@@ -42,6 +42,7 @@ from _results import made_by, update_section  # noqa: E402
 RUNS = HERE / "pong_runs"
 EXAMPLES = HERE.parent / "examples" / "pong"
 START, END = "## Pong from pixels", "<!-- end pong -->"
+DEFAULT_COMMAND = "python benchmarks/pong.py --part speed,karpathy"  # the parts saved before commands were recorded
 BLOG = "about −21 at the start, slightly above 0 after about 8,000 episodes (3 nights on a laptop)"
 
 
@@ -109,11 +110,11 @@ def karpathy_speed(episodes: int, runs: Path) -> dict:
 
 
 def karpathy_curve(run: Path) -> list:
-    """(episodes, running reward, hours) at every 1,000 episodes of a karpathy.py run folder."""
+    """(episodes, running reward, hours) at every 2,000 episodes of a karpathy.py run folder."""
     import csv
 
     rows = list(csv.DictReader(open(run / "progress.csv")))
-    picked = [r for r in rows if int(r["Episodes"]) % 1000 == 0] + rows[-1:]
+    picked = [r for r in rows if int(r["Episodes"]) % 2000 == 0] + rows[-1:]
     return [(int(r["Episodes"]), float(r["RunningReward"]), float(r["Time"]) / 3600) for r in picked]
 
 
@@ -211,6 +212,9 @@ def section(command: str, karpathy_run: Path, runs: Path) -> str:
                   *[f"| {e:,} | {r:.2f} | {h:.2f} |" for e, r, h in curve], ""]
     if "ppo" in saved:
         lines += _ppo_lines(saved["ppo"])
+    made = sorted({v.get("command", DEFAULT_COMMAND) for v in saved.values()} - {command})
+    if made:
+        lines += ["Earlier parts were made by:", "", "```bash", *made, "```", ""]
     lines += made_by(command) + ["", END]
     return "\n".join(lines)
 
@@ -260,20 +264,22 @@ def main(argv=None) -> int:
     if parts - known:
         parser.error(f"unknown part(s): {sorted(parts - known)}")
     runs.mkdir(exist_ok=True)
+    command = "python benchmarks/pong.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if "speed" in parts:
         speed = env_speed(args.env_steps)
         speed["ppo"] = [ppo_speed(cnn, args.ppo_epochs) for cnn in ("small", "nature")]
+        speed["command"] = command
         (runs / "speed.json").write_text(json.dumps(speed, indent=1))
         print(speed)
     if "karpathy" in parts:
-        result = karpathy_speed(args.episodes, runs)
+        result = {**karpathy_speed(args.episodes, runs), "command": command}
         (runs / "karpathy.json").write_text(json.dumps(result, indent=1))
         print(result)
     if "ppo" in parts:
-        result = ppo_learning(Path(args.ppo_run), Path(args.ppo_2h), args.eval_episodes, seed=1000)
+        result = {**ppo_learning(Path(args.ppo_run), Path(args.ppo_2h), args.eval_episodes, seed=1000),
+                  "command": command}
         (runs / "ppo.json").write_text(json.dumps(result, indent=1))
         print(result)
-    command = "python benchmarks/pong.py " + " ".join(sys.argv[1:] if argv is None else argv)
     update_section(Path(args.out), section(command, Path(args.karpathy_run), runs), START, END)
     return 0
 
