@@ -228,7 +228,8 @@ def _ppo_lines(p: dict) -> list:
              f"mean over the last {WINDOW:,} steps):", "",
              "| steps | hours | mean training return |", "|---|---|---|",
              *[f"| {s:,} | {h:.2f} | {r:.1f} |" for s, h, r in p["curve"]], "",
-             f"At 2 hours of training: {steps:,} steps, mean training return {score:.1f}."]
+             f"The last progress row within 2 hours of training: {steps:,} steps at {hours:.2f} h, mean training "
+             f"return {score:.1f}."]
     if p.get("first_positive"):
         s, h, r = p["first_positive"]
         lines[-1] += f" First window above 0: {s:,} steps ({h:.2f} h)."

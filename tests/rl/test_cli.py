@@ -159,3 +159,24 @@ def test_entry_point_runs_without_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "scgrad.rl", "train", "ppo", "--env", "NoSuchEnv-v0",
                            "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_plot_steps_over_epochs_in_which_no_episode_ended(tmp_path, monkeypatch):
+    """A long-episode run (Pong) has many NaN rows; the curve joins the epochs that have a
+    return instead of breaking into dots."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    from scgrad.rl.run.plot import plot
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"algo": "ppo", "env": "ALE/Pong-v5"}')
+    (run / "progress.csv").write_text("Epoch,TotalEnvInteracts,AverageEpRet\n1,10,nan\n2,20,-21\n3,30,nan\n"
+                                      "4,40,nan\n5,50,-19\n6,60,nan\n")
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *args, **kw: drawn.append(args) or original(self, *args, **kw))
+    plot([run], tmp_path / "c.png")
+    (xs, ys), = drawn
+    assert list(xs) == [20.0, 50.0] and list(ys) == [-21.0, -19.0]

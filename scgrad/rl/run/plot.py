@@ -87,6 +87,8 @@ def plot(paths: Sequence[str | os.PathLike], out: str | os.PathLike = "learning_
     data = curves(find_runs(paths), x=x, y=y)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, (xs, mean, std, n) in sorted(data.items()):
+        ended = np.isfinite(mean)  # epochs in which no episode ended are stepped over, not gaps
+        xs, mean, std = xs[ended], mean[ended], std[ended]
         ax.plot(xs, mean, label=f"{label} ({n} run{'s' if n > 1 else ''})")
         ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("environment interactions" if x == "TotalEnvInteracts" else x)
