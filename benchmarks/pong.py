@@ -125,10 +125,7 @@ TWO_HOURS, WINDOW = 7200.0, 100_000  # seconds of training; steps over which tra
 def ppo_curve(rows: list) -> list:
     """(steps, hours, mean training return) every 250k steps: the mean of the epochs' average
     returns over the last ``WINDOW`` steps (epochs in which no game ended are skipped)."""
-    out = []
-    for mark in range(250_000, int(rows[-1]["TotalEnvInteracts"]) + 1, 250_000):
-        out.append(_window(rows, mark))
-    return out
+    return [_window(rows, mark) for mark in range(250_000, int(rows[-1]["TotalEnvInteracts"]) + 1, 250_000)]
 
 
 def _window(rows: list, steps: int) -> tuple:
@@ -152,11 +149,12 @@ def ppo_learning(run: Path, run_2h: Path, episodes: int, seed: int) -> dict:
     within = [r for r in rows if float(r["Time"]) <= TWO_HOURS] or rows[:1]
     last = rows[-1]
     settings = read_config(run)[1]
-    result = {"env": settings["env"], "cnn": settings["cnn"], "curve": ppo_curve(rows),
+    curve = ppo_curve(rows)
+    result = {"env": settings["env"], "cnn": settings["cnn"], "curve": curve,
               "at_2h": _window(within, int(within[-1]["TotalEnvInteracts"])),
               "steps": int(last["TotalEnvInteracts"]), "hours": float(last["Time"]) / 3600,
               "steps_per_s": int(last["TotalEnvInteracts"]) / float(last["Time"]), "eval_seed": seed}
-    positive = [c for c in ppo_curve(rows) if c[2] > 0]
+    positive = [c for c in curve if c[2] > 0]
     result["first_positive"] = positive[0] if positive else None
     for name, folder in (("final", run), ("2h", run_2h)):
         if (folder / "checkpoint.json").exists():
