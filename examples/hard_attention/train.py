@@ -15,7 +15,6 @@ and progress.csv are scgrad.rl's; a RAM run also draws its glimpse paths into th
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from baselines import ConvNet, fully_connected  # noqa: E402
 
 from scgrad.rl.errors import RLError  # noqa: E402
 from scgrad.rl.run.checkpoint import seed_everything  # noqa: E402
-from scgrad.rl.run.folder import read_config  # noqa: E402
+from scgrad.rl.run.commandline import settings_from, settings_parser  # noqa: E402
 from scgrad.rl.run.loop import Training, run  # noqa: E402
 
 MODELS = ("ram", "random", "fc", "conv")
@@ -192,23 +191,11 @@ def train(s: Settings, out: Optional[str], resume: bool = False, progress: bool 
 
 def main(argv: Optional[list] = None) -> int:
     """The command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--out", help="run folder to create")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR (its recorded settings)")
-    parser.add_argument("--epochs", type=int, help="passes over the training digits (a resume may raise it)")
+    parser = settings_parser(Settings, __doc__.split("\n")[0], "epochs", "passes over the training digits")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for field in dataclasses.fields(Settings):
-        if field.name != "epochs":
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=None)
     args = parser.parse_args(argv)
     try:
-        if args.resume:
-            _, recorded = read_config(args.resume)
-            s = Settings(**{**recorded, **({"epochs": args.epochs} if args.epochs else {})})
-        else:
-            given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-                     if getattr(args, f.name) is not None}
-            s = Settings(**given)
+        s = settings_from(Settings, args, "epochs")
         torch.set_num_threads(1)  # one BLAS thread: small networks, a shared machine
         test_error, val_error, epochs = train(s, args.resume or args.out, resume=bool(args.resume),
                                               progress=not args.no_progress and sys.stderr.isatty())

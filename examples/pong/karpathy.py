@@ -23,7 +23,6 @@ The last line printed is ``episodes=<int> running_reward=<float> env_steps=<int>
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import numpy as np
@@ -36,7 +35,7 @@ from scgrad.rl.errors import RLError
 from scgrad.rl.nets.karpathy import DOWN, FRAME_PIXELS, UP
 from scgrad.rl.nets.karpathy import KarpathyPolicy as Policy
 from scgrad.rl.run.checkpoint import seed_everything
-from scgrad.rl.run.folder import read_config
+from scgrad.rl.run.commandline import settings_from, settings_parser
 from scgrad.rl.run.loop import Training, run
 
 
@@ -253,22 +252,10 @@ def train(s: Settings, out: str | None, resume: bool = False, progress: bool = T
 
 def main(argv: list | None = None) -> int:
     """The command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--out", help="run folder to create")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR (its recorded settings)")
-    parser.add_argument("--episodes", type=int, help="games in the whole run (a resume may raise it)")
-    for field in dataclasses.fields(Settings):
-        if field.name != "episodes":
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=None)
+    parser = settings_parser(Settings, __doc__.split("\n")[0], "episodes", "games in the whole run")
     args = parser.parse_args(argv)
     try:
-        if args.resume:
-            _, recorded = read_config(args.resume)
-            s = Settings(**{**recorded, **({"episodes": args.episodes} if args.episodes else {})})
-        else:
-            given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
-                     if getattr(args, f.name) is not None}
-            s = Settings(**given)
+        s = settings_from(Settings, args, "episodes")
         torch.set_num_threads(1)  # one BLAS thread: small matrices, a shared machine
         tally = train(s, args.resume or args.out, resume=bool(args.resume))
     except (RLError, TypeError) as error:
