@@ -8,7 +8,6 @@ Pong, ``examples/pong/karpathy.py``) through their entry here, so ``eval`` plays
 from __future__ import annotations
 
 import contextlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -156,8 +155,10 @@ def export_agent(run_dir: str | Path, out_dir: str | Path, half: bool = True, en
                         {"epoch": manifest["epoch"], "algo": algo, "settings": manifest["settings"],
                          "run": {**manifest["run"], "exported": True}})
         progress = Path(run_dir) / PROGRESS_FILE
-        if progress.exists():
-            shutil.copyfile(progress, Path(out_dir) / PROGRESS_FILE)
+        if progress.exists():  # the rows of the epochs the weights have seen (a live run may be ahead)
+            header, *rows = progress.read_text().splitlines(keepends=True)
+            kept_rows = [row for row in rows if int(row.split(",", 1)[0]) <= manifest["epoch"]]
+            (Path(out_dir) / PROGRESS_FILE).write_text("".join([header, *kept_rows]))
     finally:
         folder.release()
     return Path(out_dir)

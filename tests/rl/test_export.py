@@ -73,3 +73,15 @@ def test_the_command_line_exports_and_eval_states_the_atari_protocol(tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("env=ALE/Pong-v5 protocol=v5 (sticky actions 0.25")
     assert lines[-1].startswith("mean_return=") and np.isfinite(float(lines[-1].split()[0].split("=")[1]))
+
+
+def test_an_export_keeps_the_progress_rows_its_weights_have_seen(run_dir, tmp_path):
+    live = tmp_path / "live"  # a run still training: progress.csv one epoch ahead of its checkpoint
+    live.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file():
+            (live / f.name).write_bytes(f.read_bytes())
+    rows = (live / "progress.csv").read_text().splitlines()
+    (live / "progress.csv").write_text("\n".join(rows + ["3" + rows[-1][1:]]) + "\n")
+    export_agent(live, tmp_path / "e")
+    assert (tmp_path / "e" / "progress.csv").read_text().splitlines() == rows
