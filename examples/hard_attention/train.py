@@ -16,6 +16,7 @@ and progress.csv are scgrad.rl's; a RAM run also draws its glimpse paths into th
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Optional, Tuple
@@ -34,6 +35,7 @@ from scgrad.rl.run.commandline import settings_from, settings_parser  # noqa: E4
 from scgrad.rl.run.loop import Training, run  # noqa: E402
 
 MODELS = ("ram", "random", "fc", "conv")
+LR_SCHEDULES = ("constant", "cosine")
 #: (glimpse side g, scales k) of the paper for each task
 GLIMPSE = {"mnist": (8, 1), "translated": (12, 3), "cluttered": (12, 3), "cluttered100": (12, 4)}
 VAL_PER_CLASS = 50
@@ -54,7 +56,9 @@ class Settings:
         credit: what the locations are credited with: ``hit`` (0/1, the paper) or ``xent``.
         epochs: passes over the training digits.
         batch: images per update.
-        lr: Adam's learning rate.
+        lr: Adam's learning rate (the first epoch's).
+        lr_schedule: ``constant``, or ``cosine``: decayed over the epochs to 0 along half a cosine
+            (set at each epoch's start from its number alone, so a resume follows it exactly).
         seed: seeds the initialisation, the canvases and the sampled locations.
         checkpoint_every: write a checkpoint every this many epochs (and after the last).
     """
@@ -69,6 +73,7 @@ class Settings:
     epochs: int = 100
     batch: int = 128
     lr: float = 3e-4
+    lr_schedule: str = "constant"
     seed: int = 0
     checkpoint_every: int = 10
 
@@ -82,6 +87,8 @@ class Settings:
         for name in ("glimpses", "epochs", "batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise RLError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise RLError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not (self.std > 0 and self.lr > 0):
             raise RLError("--std and --lr must be > 0")
         size, scales = GLIMPSE[self.task]
@@ -152,6 +159,13 @@ def error_rate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
 
 
 # ------------------------------------------------------------------ training
+def learning_rate(s: Settings, epoch: int) -> float:
+    """Adam's learning rate in epoch ``epoch`` (1-based) of ``s.epochs``."""
+    if s.lr_schedule == "constant":
+        return s.lr
+    return s.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / s.epochs))
+
+
 def train(s: Settings, out: Optional[str], resume: bool = False, progress: bool = True,
           split: Optional[Split] = None) -> Tuple[float, float, int]:
     """Train (or resume) into the run folder ``out``; returns (test error, validation error, epochs)."""
@@ -164,6 +178,8 @@ def train(s: Settings, out: Optional[str], resume: bool = False, progress: bool 
 
     def epoch(i: int, start: int, stop: int) -> dict:
         generator = torch.Generator().manual_seed(s.seed * 1_000_003 + i)  # a resume redraws the same canvases
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(s, i)
         order = torch.randperm(examples, generator=generator)[:stop - start]
         total_loss, wrong = 0.0, 0
         for first in range(0, len(order), s.batch):

@@ -165,7 +165,9 @@ def _small_split(task: data.Task) -> train.Split:
 @pytest.mark.parametrize("model", ["ram", "random", "fc", "conv"])
 def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tmp_path):
     torch.set_num_threads(1)
-    s = train.Settings(task="translated", model=model, glimpses=3, epochs=3, batch=32, checkpoint_every=1)
+    # cosine: the cut run's 1 epoch must follow the 3-epoch schedule it is resumed into
+    s = train.Settings(task="translated", model=model, glimpses=3, epochs=3, batch=32, checkpoint_every=1,
+                       lr_schedule="cosine")
     split = _small_split(data.TASKS["translated"])
     whole = train.train(s, str(tmp_path / "whole"), progress=False, split=split)
     train.train(train.Settings(**{**s.to_dict(), "epochs": 1}), str(tmp_path / "cut"), progress=False, split=split)
@@ -181,6 +183,16 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tmp_path):
     a, b = read_checkpoint(tmp_path / "whole")[1]["model"], read_checkpoint(tmp_path / "cut")[1]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "whole" / "glimpses.png").exists() == (model in ("ram", "random"))
+
+
+def test_the_cosine_schedule_starts_at_lr_and_decays_to_zero_along_half_a_cosine():
+    s = train.Settings(epochs=4, lr=1e-3, lr_schedule="cosine")
+    rates = [train.learning_rate(s, epoch) for epoch in range(1, 5)]
+    assert rates == pytest.approx([1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
+                                   1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
+    assert train.learning_rate(train.Settings(epochs=4, lr=1e-3), 3) == 1e-3
+    with pytest.raises(train.RLError, match="--lr_schedule must be one of constant, cosine"):
+        train.Settings(lr_schedule="step")
 
 
 def test_both_credits_train_and_the_graph_holds_one_node_per_coordinate_and_step():
