@@ -71,7 +71,7 @@ def train_once(job: Job, runs: Path) -> dict:
     folder = runs / "folders" / name
     command = [sys.executable, str(EXAMPLE / "train.py"), "--no-progress"]
     for key, value in asdict(job).items():
-        command += [f"--{key}", str(value)]
+        command += [f"--{key.replace('_', '-')}", str(value)]
     command += ["--resume", str(folder)] if (folder / "checkpoint.json").exists() else ["--out", str(folder)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)

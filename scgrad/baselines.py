@@ -4,8 +4,9 @@ A baseline b_w is subtracted from a node's downstream cost Q_w in the score term
 ∇log p(w)·(Q_w − b_w). The estimate stays unbiased as long as b_w does not depend on w's own
 sample (nor on anything downstream of it); a good b_w ≈ E[Q_w] cuts the variance.
 
-Each baseline is called as ``baseline(node, credit)`` with the node's detached downstream cost
-``credit`` (shape ``node.shape``) and returns a :class:`BaselineValue`. A plain tensor can be
+Each baseline is called as ``baseline(node, credit)`` with the node's ``scgrad.protocol.Credit``
+(``credit.value``: its detached downstream cost, shape ``node.shape``) and returns a
+:class:`BaselineValue`. A plain tensor can be
 passed wherever a baseline is expected (see :func:`resolve`).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from ._shapes import broadcast_shapes
 from .errors import GraphError, ShapeError
 from .nodes import StochasticNode
+from .protocol import Credit
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class Baseline(abc.ABC):
     """A control variate for the score function. Subclasses implement ``__call__``."""
 
     @abc.abstractmethod
-    def __call__(self, node: StochasticNode, credit: torch.Tensor) -> BaselineValue:
-        """The baseline for ``node`` given its detached downstream cost ``credit``."""
+    def __call__(self, node: StochasticNode, credit: Credit) -> BaselineValue:
+        """The baseline for ``node`` given its ``credit`` (``credit.value``: the detached
+        downstream cost)."""
 
 
 class MovingAverage(Baseline):
@@ -72,7 +75,8 @@ class MovingAverage(Baseline):
             return None
         return self._average / (1.0 - self.decay**self._steps)
 
-    def __call__(self, node: StochasticNode, credit: torch.Tensor) -> BaselineValue:
+    def __call__(self, node: StochasticNode, given: Credit) -> BaselineValue:
+        credit = given.value
         current = self.value
         baseline = torch.zeros((), dtype=credit.dtype, device=credit.device) if current is None else current
         batch_mean = credit.detach().mean()
@@ -99,7 +103,8 @@ class LeaveOneOut(Baseline):
     def __init__(self, dim: int = 0) -> None:
         self.dim = dim
 
-    def __call__(self, node: StochasticNode, credit: torch.Tensor) -> BaselineValue:
+    def __call__(self, node: StochasticNode, given: Credit) -> BaselineValue:
+        credit = given.value
         if credit.dim() == 0 or not -credit.dim() <= self.dim < credit.dim():
             raise GraphError(
                 f"LeaveOneOut(dim={self.dim}) on node '{node.name}': the node's shape "
@@ -111,7 +116,7 @@ class LeaveOneOut(Baseline):
                 f"LeaveOneOut(dim={self.dim}) on node '{node.name}': needs at least 2 samples "
                 f"along dim {self.dim}, got shape {tuple(credit.shape)}"
             )
-        if self.dim % credit.dim() in node.shared_credit_dims:
+        if self.dim % credit.dim() in given.shared_dims:
             raise GraphError(
                 f"LeaveOneOut(dim={self.dim}) on node '{node.name}': a cost downstream of it is "
                 f"shared by the samples along dim {self.dim} (node shape {tuple(credit.shape)}), so "
@@ -142,7 +147,8 @@ class Learned(Baseline):
         self.module = module
         self.inputs = inputs
 
-    def __call__(self, node: StochasticNode, credit: torch.Tensor) -> BaselineValue:
+    def __call__(self, node: StochasticNode, given: Credit) -> BaselineValue:
+        credit = given.value
         prediction = self.module(self.inputs)
         if prediction.shape == credit.shape + (1,):
             prediction = prediction.squeeze(-1)
@@ -161,7 +167,8 @@ class Constant(Baseline):
     def __init__(self, value: Union[torch.Tensor, float]) -> None:
         self.tensor = torch.as_tensor(value).detach()
 
-    def __call__(self, node: StochasticNode, credit: torch.Tensor) -> BaselineValue:
+    def __call__(self, node: StochasticNode, given: Credit) -> BaselineValue:
+        credit = given.value
         if self.tensor.device != credit.device or self.tensor.dtype != credit.dtype:
             self.tensor = self.tensor.to(credit.device, credit.dtype)
         return BaselineValue(_check_broadcast(self.tensor, credit, node, "baseline tensor"))

@@ -11,6 +11,7 @@ from torch.distributions import Bernoulli
 import scgrad as sg
 from scgrad.baselines import BaselineValue, Constant, Learned, LeaveOneOut, MovingAverage
 from scgrad.estimators import Enumerate, ScoreFunction
+from scgrad.protocol import Credit
 from _modules import Affine
 
 B = 6
@@ -129,7 +130,7 @@ def test_leave_one_out_called_directly():
     with sg.Graph() as g:
         g.sample("x", Bernoulli(logits=torch.zeros(3, 2)))
     credit = torch.tensor([[1.0, 2.0], [3.0, 5.0], [8.0, 4.0]])
-    out = LeaveOneOut(0)(g["x"], credit)
+    out = LeaveOneOut(0)(g["x"], Credit(credit))
     assert isinstance(out, BaselineValue) and out.loss is None
     assert close(out.value, torch.tensor([[5.5, 4.5], [4.5, 3.0], [2.0, 3.5]]))
 
@@ -209,7 +210,7 @@ class Spy(sg.baselines.Baseline):
     """Records the credit it is given; baseline zero."""
 
     def __call__(self, node, credit):
-        self.credit = credit.clone()
+        self.credit = credit.value.clone()
         return BaselineValue(torch.zeros(()))
 
 

@@ -5,8 +5,9 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Categorical, Normal, OneHotCategorical
 
 import scgrad as sg
-from scgrad.estimators import (Draw, Enumerate, Estimator, GumbelSoftmax, ImportanceWeighted, Reparam,
-                               ScoreFunction, StraightThrough, Terms)
+from scgrad.estimators import (Enumerate, GumbelSoftmax, ImportanceWeighted, Reparam, ScoreFunction,
+                               StraightThrough)
+from scgrad.protocol import Draw, Estimator, Terms
 
 B = 8
 

@@ -216,7 +216,7 @@ class OwnCreditBaseline(baselines.Baseline):
     """b_w = the node's own downstream cost: cancels the score term entirely (estimate ≡ 0)."""
 
     def __call__(self, node, credit):
-        return baselines.BaselineValue(credit)
+        return baselines.BaselineValue(credit.value)
 
 
 class OwnValueBaseline(baselines.Baseline):

@@ -88,7 +88,7 @@ class Settings:
             if getattr(self, name) < 1:
                 raise RLError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise RLError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            raise RLError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not (self.std > 0 and self.lr > 0):
             raise RLError("--std and --lr must be > 0")
         size, scales = GLIMPSE[self.task]

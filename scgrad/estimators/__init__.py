@@ -2,9 +2,10 @@
 
 Unbiased: ``ScoreFunction``, ``Reparam``, ``Enumerate``, ``ImportanceWeighted`` (without clip).
 Biased, labelled so (``unbiased = False``): ``ImportanceWeighted(clip=...)``, ``GumbelSoftmax``,
-``StraightThrough``. Write your own by subclassing ``Estimator``.
+``StraightThrough``. Write your own by subclassing ``scgrad.protocol.Estimator`` (the extension
+protocol: ``Draw``, ``Terms``, ``Credit``, ... live there, apart from the estimators users pick).
 """
-from .base import Draw, DrawContext, Estimator, Terms
+from ..protocol import Estimator
 from .enumerate import Enumerate
 from .importance import ImportanceWeighted
 from .relaxed import GumbelSoftmax, StraightThrough
@@ -12,8 +13,8 @@ from .reparam import Reparam
 from .score_function import ScoreFunction
 
 __all__ = [
-    "Draw", "DrawContext", "Enumerate", "Estimator", "GumbelSoftmax", "ImportanceWeighted",
-    "Reparam", "ScoreFunction", "StraightThrough", "Terms", "default_estimator",
+    "Enumerate", "GumbelSoftmax", "ImportanceWeighted", "Reparam", "ScoreFunction", "StraightThrough",
+    "default_estimator",
 ]
 
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch.distributions import Distribution
 
 from ..errors import GraphError
 from ..nodes import StochasticNode
-from .base import Draw, DrawContext, Estimator, Terms
+from ..protocol import Credit, Draw, DrawContext, Estimator, Terms
 
 
 class Enumerate(Estimator):
@@ -37,6 +36,6 @@ class Enumerate(Estimator):
         value = support.reshape((support.shape[0],) + (1,) * (-dim - 1) + dist.event_shape)
         return Draw(value, dist.log_prob(value), enum_dim=dim)
 
-    def terms(self, node: StochasticNode, credit: Optional[torch.Tensor]) -> Terms:
+    def terms(self, node: StochasticNode, credit: Optional[Credit]) -> Terms:
         # The weight p(value) itself, not a magic box: its value is the probability.
         return Terms(log_weight=node.log_prob)

@@ -10,7 +10,7 @@ from torch.distributions import Distribution
 from ..baselines import BaselineLike, resolve
 from ..errors import GraphError
 from ..nodes import StochasticNode
-from .base import Draw, DrawContext, Estimator, Terms, observed_log_prob
+from ..protocol import Credit, Draw, DrawContext, Estimator, Terms, observed_log_prob
 
 
 class ImportanceWeighted(Estimator):
@@ -59,11 +59,11 @@ class ImportanceWeighted(Estimator):
         """log ρ = log p(w) − log μ(w), differentiable in p's parameters; shape ``node.shape``."""
         return node.log_prob - self.behavior_log_prob.to(node.log_prob.device)
 
-    def terms(self, node: StochasticNode, credit: torch.Tensor) -> Terms:
+    def terms(self, node: StochasticNode, credit: Credit) -> Terms:
         log_ratio = self.log_ratio(node)
         b = self.baseline(node, credit) if self.baseline is not None else None
         if self.clip is not None:
-            advantage_cost = credit - b.value if b is not None else credit
+            advantage_cost = credit.value - b.value if b is not None else credit.value
             log_ratio = clipped_log_ratio(log_ratio, advantage_cost, self.clip)
         return Terms(log_weight=log_ratio, baseline=b.value if b is not None else None,
                      aux_loss=b.loss if b is not None else None)

@@ -7,7 +7,7 @@ from torch.distributions import (Bernoulli, Categorical, Distribution, OneHotCat
                                  RelaxedBernoulli, RelaxedOneHotCategorical)
 
 from ..errors import GraphError
-from .base import Draw, DrawContext, Estimator
+from ..protocol import Draw, DrawContext, Estimator
 
 _SUPPORTED = (Bernoulli, Categorical, OneHotCategorical)
 

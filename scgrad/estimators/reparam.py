@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch.distributions import Distribution
 
 from ..errors import GraphError
-from .base import Draw, DrawContext, Estimator
+from ..protocol import Draw, DrawContext, Estimator
 
 
 class Reparam(Estimator):

@@ -1,29 +1,27 @@
 """The score-function (REINFORCE, likelihood-ratio) estimator."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch.distributions import Distribution
 
 from ..baselines import BaselineLike, resolve
 from ..nodes import StochasticNode
-from .base import Draw, DrawContext, Estimator, Terms, observed_log_prob
+from ..protocol import Credit, Draw, DrawContext, Estimator, Terms, observed_log_prob
 
 
-def magic_box_log(log_prob: torch.Tensor) -> torch.Tensor:
-    """DiCE's exponent ``log_prob − stop_grad(log_prob)``: value 0, gradient the score."""
-    return log_prob - log_prob.detach()
+def baseline_terms(baseline, node: StochasticNode, credit: Optional[Credit], score: torch.Tensor) -> Terms:
+    """Terms of a score function with score ``score`` (log-weight: its magic box) and an
+    optional baseline.
 
-
-def baseline_terms(baseline, node: StochasticNode, credit: torch.Tensor, box_log: torch.Tensor) -> Terms:
-    """Terms of a score function with log-weight ``box_log`` and an optional baseline.
-
-    The graph adds ``(1 − exp(box_log)) · b``: value zero, and expected gradient zero (of every
-    order) when b does not depend on the node's sample (Loaded DiCE).
+    The graph adds ``(1 − exp(box(score))) · b``: value zero, and expected gradient zero (of
+    every order) when b does not depend on the node's sample (Loaded DiCE).
     """
     if baseline is None:
-        return Terms(log_weight=box_log)
+        return Terms(score=score)
     b = baseline(node, credit)
-    return Terms(log_weight=box_log, baseline=b.value, aux_loss=b.loss)
+    return Terms(score=score, baseline=b.value, aux_loss=b.loss)
 
 
 class ScoreFunction(Estimator):
@@ -49,8 +47,8 @@ class ScoreFunction(Estimator):
         value = dist.sample()
         return Draw(value, dist.log_prob(value))
 
-    def terms(self, node: StochasticNode, credit: torch.Tensor) -> Terms:
-        return baseline_terms(self.baseline, node, credit, magic_box_log(node.log_prob))
+    def terms(self, node: StochasticNode, credit: Optional[Credit]) -> Terms:
+        return baseline_terms(self.baseline, node, credit, node.log_prob)
 
     def __repr__(self) -> str:
         return f"ScoreFunction(baseline={self.baseline!r})"

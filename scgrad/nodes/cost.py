@@ -7,7 +7,7 @@ from typing import FrozenSet
 import torch
 
 
-@dataclass
+@dataclass(frozen=True)
 class CostNode:
     """A per-sample cost; the objective is the expectation of the sum of all costs.
 

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, FrozenSet, Optional
+from typing import Any, FrozenSet, Optional
 
 import torch
 from torch.distributions import Distribution
 
-if TYPE_CHECKING:
-    from ..estimators.base import Estimator
 
-
-@dataclass
+@dataclass(frozen=True)
 class StochasticNode:
     """A sampled (or observed) value and the estimator that turns it into surrogate terms.
 
@@ -22,25 +19,22 @@ class StochasticNode:
         log_prob: ``dist.log_prob(value)``, differentiable in the distribution's parameters;
             shape ``value.shape`` less the event dimensions. ``None`` for pathwise estimators,
             which never need it.
-        estimator: turns the node into surrogate terms (see ``scgrad.estimators.Estimator``).
+        estimator: the ``scgrad.protocol.Estimator`` that turns the node into surrogate terms
+            (typed ``Any`` here: records know nothing of estimators, which import them).
         parents: names of the stochastic nodes this node's distribution or value depends on
             directly (found by tracking, or all earlier nodes, plus ``depends_on``).
         observed: the value was given (``value=``) rather than drawn.
         enum_dim: for enumerated nodes, the (negative) batch dimension that holds the support.
-        shared_credit_dims: dimensions of ``shape`` along which some downstream cost is shared
-            by the samples (a cost of shape [B] over samples [K, B]); set by ``surrogate()``.
-            Leave-one-out baselines are invalid along them.
     """
 
     name: str
     dist: Distribution
     value: torch.Tensor
     log_prob: Optional[torch.Tensor]
-    estimator: "Estimator"
+    estimator: Any
     parents: FrozenSet[str]
     observed: bool = False
     enum_dim: Optional[int] = None
-    shared_credit_dims: FrozenSet[int] = frozenset()
 
     @property
     def shape(self) -> torch.Size:

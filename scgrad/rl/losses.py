@@ -16,7 +16,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 import scgrad as sg
-from scgrad.estimators import Estimator
+from scgrad.protocol import Estimator
 from scgrad.rl.data.batch import Batch
 
 

@@ -23,7 +23,8 @@ import torch
 from torch.distributions import Distribution, Normal
 
 from ..errors import GraphError
-from ..estimators import Enumerate, Estimator
+from ..estimators import Enumerate
+from ..protocol import Estimator
 from ..graph import Graph
 from .quadrature import GaussHermite
 

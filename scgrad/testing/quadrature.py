@@ -14,7 +14,7 @@ import torch
 from torch.distributions import Distribution, Normal
 
 from ..errors import GraphError
-from ..estimators import Draw, DrawContext, Estimator, Terms
+from ..protocol import Credit, Draw, DrawContext, Estimator, Terms
 from ..nodes import StochasticNode
 
 
@@ -65,7 +65,7 @@ class GaussHermite(Estimator):
         points = self._along(self._points, dim, dist.loc)
         return Draw(dist.loc + dist.scale * points, log_prob=None, enum_dim=dim)
 
-    def terms(self, node: StochasticNode, credit: Optional[torch.Tensor]) -> Terms:
+    def terms(self, node: StochasticNode, credit: Optional[Credit]) -> Terms:
         assert node.enum_dim is not None
         return Terms(log_weight=self._along(self._log_weights, node.enum_dim, node.value))
 

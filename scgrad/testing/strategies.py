@@ -32,7 +32,8 @@ from torch import nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Normal
 
 from .. import baselines
-from ..estimators import Enumerate, Estimator, ImportanceWeighted, Reparam, ScoreFunction
+from ..estimators import Enumerate, ImportanceWeighted, Reparam, ScoreFunction
+from ..protocol import Estimator
 from ..graph import Graph
 
 KINDS = ("bernoulli", "categorical", "normal")

@@ -191,7 +191,7 @@ def test_the_cosine_schedule_starts_at_lr_and_decays_to_zero_along_half_a_cosine
     assert rates == pytest.approx([1e-3, 1e-3 * (1 + math.cos(math.pi / 4)) / 2, 5e-4,
                                    1e-3 * (1 + math.cos(3 * math.pi / 4)) / 2])
     assert train.learning_rate(train.Settings(epochs=4, lr=1e-3), 3) == 1e-3
-    with pytest.raises(train.RLError, match="--lr_schedule must be one of constant, cosine"):
+    with pytest.raises(train.RLError, match="--lr-schedule must be one of constant, cosine"):
         train.Settings(lr_schedule="step")
 
 

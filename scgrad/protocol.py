@@ -1,4 +1,7 @@
-"""The estimator protocol: how a stochastic node draws its value and enters the surrogate.
+"""The extension protocol: how a stochastic node draws its value and enters the surrogate.
+
+Estimator authors implement :class:`Estimator` with these types (users pick estimators from
+``scgrad.estimators`` and never need this module).
 
 A graph's surrogate (Loaded-DiCE form, with the any-order baseline of Mao et al. 2019) is
 
@@ -8,10 +11,12 @@ A graph's surrogate (Loaded-DiCE form, with the any-order baseline of Mao et al.
 
 where, for each stochastic node w, the estimator supplies
 
-- ``log_weight`` ℓ_w: the log of the multiplicative term put in front of every cost downstream
-  of w (W_c: the nodes upstream of cost c; A_w: the nodes upstream of w). For the score function
-  it is ``log_prob − stop_grad(log_prob)`` (DiCE's magic box: value 1, gradient the score);
-  for pathwise estimators it is ``None``;
+- ``score`` s_w and ``log_weight``: ℓ_w = (s_w − stop_grad(s_w)) + log_weight is the log of the
+  multiplicative term put in front of every cost downstream of w (W_c: the nodes upstream of
+  cost c; A_w: the nodes upstream of w). The score function gives ``score=log_prob`` (DiCE's
+  magic box: value 1, gradient the score), which the graph sums over a whole sequence of nodes
+  before boxing (one operation, not one per node); importance weights and enumeration give a
+  ``log_weight``; pathwise estimators give neither;
 - ``baseline`` b_w: a baseline that does not depend on w's sample; the term
   ``(1 − exp(ℓ_w)) · b_w`` has zero expected gradient of every order and cuts variance. The
   graph folds it into the costs' terms (exp(ℓ)·(c − b) + b), which saves work;
@@ -26,13 +31,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, FrozenSet, Optional
 
 import torch
 from torch.distributions import Distribution
 
-from ..errors import ShapeError
-from ..nodes import StochasticNode
+from .errors import ShapeError
+from .nodes import StochasticNode
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,29 @@ class Draw:
 class Terms:
     """An estimator's contribution to the surrogate (see the module docstring). Batch-shaped."""
 
+    score: Optional[torch.Tensor] = None
     log_weight: Optional[torch.Tensor] = None
     baseline: Optional[torch.Tensor] = None
     control_variate: Optional[torch.Tensor] = None
     aux_loss: Optional[torch.Tensor] = None
+
+
+@dataclass(frozen=True)
+class Credit:
+    """What a node's downstream costs amount to, for estimators and baselines that read it.
+
+    Attributes:
+        value: the sum of the costs downstream of the node, detached, in the node's shape
+            (each cost scaled so that subtracting a baseline matches the surrogate's averaging
+            of that cost over its own elements). It depends on the node's own sample, so a
+            baseline built from it must not use element i to baseline element i.
+        shared_dims: dimensions of the node's shape along which some downstream cost is shared
+            by several samples (a cost [B] over samples [K, B]); a leave-one-out baseline is
+            invalid along them.
+    """
+
+    value: torch.Tensor
+    shared_dims: FrozenSet[int] = frozenset()
 
 
 class Estimator(abc.ABC):
@@ -91,15 +115,13 @@ class Estimator(abc.ABC):
     def draw(self, dist: Distribution, ctx: DrawContext) -> Draw:
         """Draw (or take ``ctx.value``) the node's value; return it with its log-probability."""
 
-    def terms(self, node: StochasticNode, credit: Optional[torch.Tensor]) -> Terms:
+    def terms(self, node: StochasticNode, credit: Optional[Credit]) -> Terms:
         """Surrogate terms for ``node``.
 
         Args:
             node: the recorded node (value, log_prob, dist, ...).
-            credit: the node's downstream cost, detached; shape ``node.shape``; ``None`` unless
-                the estimator sets ``needs_credit``. Baselines regress
-                onto it. It depends on the node's own sample, so a baseline built from it must
-                not use element i to baseline element i (see ``baselines.LeaveOneOut``).
+            credit: the node's downstream cost (see :class:`Credit`); ``None`` unless the
+                estimator sets ``needs_credit``.
         """
         return Terms()
 

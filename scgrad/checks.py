@@ -1,0 +1,126 @@
+"""The checks a graph passes before its surrogate is built: each failure would otherwise give a
+silently wrong gradient (promise 6 of the design notes)."""
+from __future__ import annotations
+
+from typing import Dict, List, Set
+
+import torch
+
+from .ancestry import Ancestry
+from .errors import GraphError, NonFiniteCostError, ShapeError
+from .layout import Layout
+from .nodes import CostNode, StochasticNode
+
+
+def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ancestry: Ancestry,
+                      layout: Layout) -> None:
+    """A cost may have fewer dimensions than the scored nodes upstream of it, not more.
+
+    Shapes align from the right, so a cost [B, B] on a node [B] would pair sample j with cost
+    column j. Extra dimensions are allowed where they cannot mispair: size 1, or the points of
+    enumerated nodes (left of the sample dims). Pathwise nodes (no log-prob) have no weight to
+    mispair: autograd pairs their elements. Only nodes of lower rank than a cost are looked at
+    (a bitset per rank), so the check is linear in the graph's size.
+    """
+    by_rank: Dict[int, int] = {}
+    for name, node in stochastic.items():
+        if node.log_prob is not None:
+            by_rank[node.log_prob.dim()] = by_rank.get(node.log_prob.dim(), 0) | 1 << ancestry.bit[name]
+    for cost in costs.values():
+        shape = cost.value.shape
+        lower = 0
+        for rank, bits in by_rank.items():
+            if rank < len(shape):
+                lower |= bits
+        for name in sorted(ancestry.names_of(ancestry.upstream[cost.name] & lower), key=ancestry.bit.get):
+            node = stochastic[name]
+            if not layout.only_points(shape, node.log_prob.dim()):
+                raise ShapeError(
+                    f"cost '{cost.name}' has shape {tuple(shape)}, more dimensions than node "
+                    f"'{name}' upstream of it (shape {tuple(node.shape)}): shapes align from the "
+                    f"right, so sample j of '{name}' would be paired with the cost's last-dimension "
+                    "element j; reduce the cost to the node's shape (leading dimensions are "
+                    "samples), or give the node the cost's sample dimensions (value= or "
+                    "dist.expand)")
+
+
+def check_finite(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode]) -> None:
+    """Costs and log-probabilities must be finite (−inf is an enumerated node's impossible
+    outcome, weighted by exp(−inf) = 0). One host sync when they are: all of them are
+    checked as one tensor; the culprits are found only on the way to the error."""
+    cost_list = list(costs.values())
+    nodes = [node for node in stochastic.values() if node.log_prob is not None]
+    with torch.no_grad():  # no detach() per tensor: the check is one cat and one sum, whatever the size
+        tensors = [cost.value for cost in cost_list] + [_checked_log_prob(node) for node in nodes]
+        if _all_finite(tensors):
+            return
+    bad = [not bool(torch.isfinite(t).all()) for t in tensors]  # the error path: syncs freely
+    raise NonFiniteCostError(_non_finite_message([c.name for c, b in zip(cost_list, bad) if b],
+                                                 [n.name for n, b in zip(nodes, bad[len(cost_list):]) if b]))
+
+
+def check_gradients(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ancestry: Ancestry,
+                    no_grad: Set[str]) -> None:
+    """Scored nodes upstream of a cost must have a log-prob with a gradient, when the
+    surrogate is built with gradients on (a graph evaluated wholly under ``torch.no_grad()``,
+    for a loss to log, is fine).
+
+    A log-prob without gradient is right for a distribution with no trainable parameters
+    (an observed value under a constant distribution); it was lost if the node was sampled
+    under ``torch.no_grad()``, or if the distribution's parameters require grad.
+    """
+    upstream = 0
+    for cost in costs:
+        upstream |= ancestry.upstream[cost]
+    lost: List[str] = []
+    for name in ancestry.names_of(upstream):
+        node = stochastic[name]
+        if node.log_prob is None or node.log_prob.requires_grad:
+            continue
+        if name in no_grad:
+            lost.append(f"node '{name}' was sampled under torch.no_grad() or torch.inference_mode()")
+        elif any(isinstance(t, torch.Tensor) and t.requires_grad for t in vars(node.dist).values()):
+            lost.append(f"node '{name}' has parameters that require grad but a log-prob that does not")
+    if lost:
+        raise GraphError(f"{'; '.join(sorted(lost))}: its score term would silently give no gradient; "
+                         "sample it with gradients enabled (outside torch.no_grad()), or build the "
+                         "surrogate under torch.no_grad() too if only its value is wanted")
+
+
+def _checked_log_prob(node: StochasticNode) -> torch.Tensor:
+    """The node's log-prob as the finiteness check sees it: −inf (an impossible outcome) is
+    fine for an enumerated node, whose weight exp(−inf) = 0 is exact."""
+    log_prob = node.log_prob
+    if node.enum_dim is not None and log_prob.is_floating_point():
+        return log_prob.clamp(min=torch.finfo(log_prob.dtype).min)
+    return log_prob
+
+
+def _all_finite(tensors: List[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite, read back in one host sync (per device).
+
+    x − x is 0 for every finite x and NaN for ±inf and NaN, so the sum of the differences is 0
+    exactly when all elements are finite (a plain sum could overflow), in fewer kernels than
+    ``isfinite``. The tensors are flattened into one copy (small beside the model), so the
+    check costs the same however many nodes and costs the graph has.
+    """
+    device = tensors[0].device
+    if any(t.device != device for t in tensors):
+        return all(_all_finite([t]) for t in tensors)  # rare: one sync per tensor
+    if len(tensors) == 1:
+        zeros = tensors[0].detach() - tensors[0].detach()
+    else:
+        flat = torch.cat([t.reshape(-1) if t.dim() != 1 else t for t in tensors])
+        zeros = flat.sub_(flat)  # our own copy
+    return zeros.sum().item() == 0
+
+
+def _non_finite_message(costs: List[str], nodes: List[str]) -> str:
+    """What is NaN or infinite, and where it usually comes from."""
+    parts = []
+    if costs:
+        parts.append(f"cost(s) {', '.join(map(repr, costs))} contain NaN or inf")
+    if nodes:
+        parts.append(f"the log-prob of node(s) {', '.join(map(repr, nodes))} contains NaN or inf (an "
+                     "infinite or out-of-support value=, or NaN distribution parameters)")
+    return "; ".join(parts) + "; no gradient can be estimated"

@@ -1,0 +1,168 @@
+"""The surrogate loss of a recorded graph, from its records and its nodes' terms.
+
+With the terms of ``scgrad.protocol`` (ℓ_w = box(s_w) + log_weight_w, baseline b_w, control
+variate v_w, auxiliary loss r_w), the surrogate is
+
+    L = Σ_c  exp(τ(W_c)) · c  +  Σ_w exp(τ(A_w)) · b_w − exp(τ(A_w ∪ {w})) · b_w + v_w·exp(τ(A_w))
+      + Σ_w  (r_w − stop_grad(r_w)),        τ(S) = Σ_{w ∈ S} ℓ_w,
+
+each product reduced to a scalar by ``Layout.reduce`` (mean over samples, weighted sum over
+points). Terms with the same upstream set and shape are added before the one multiplication
+they share. The τ of all upstream sets come from ``nested.nested_sums``: in a sequence of T
+nodes the sets nest, so all T of them cost one stack and one cumulative sum, and the products
+along such a run are formed and reduced as one stacked tensor. Scores are summed before the
+magic box is applied (box(Σ s) = Σ box(s): the box is linear), so a score-function node costs
+no tensor operation of its own.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ._shapes import align, broadcast_shapes
+from .ancestry import Ancestry
+from .errors import ShapeError
+from .layout import Layout
+from .nested import Sum, nested_sums
+from .nodes import CostNode, StochasticNode
+from .protocol import Terms
+
+Group = Tuple[int, torch.Size]  # (bitset of the weighted nodes upstream, shape of the terms)
+
+
+def build(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], terms: Dict[str, Terms],
+          ancestry: Ancestry, layout: Layout) -> torch.Tensor:
+    """The scalar surrogate (see the module docstring); ``terms`` holds the terms of every node
+    upstream of some cost."""
+    weights = _Weights(stochastic, terms, ancestry)
+    groups: Dict[Group, List[Tuple[str, torch.Tensor]]] = {}
+
+    def add(upstream: int, label: str, value: torch.Tensor) -> None:
+        groups.setdefault((upstream & weights.mask, value.shape), []).append((label, value))
+
+    for cost in costs.values():
+        add(ancestry.upstream[cost.name], f"cost '{cost.name}'", cost.value)
+    aux = []
+    for name, t in terms.items():
+        upstream = ancestry.upstream[name]
+        if t.baseline is not None and weights.has(name):
+            label = f"baseline of node '{name}'"
+            b = t.baseline.expand(weights.shape(name))               # per sample, like ℓ
+            add(upstream, label, b)                                   # exp(τ_A)·b
+            add(upstream | 1 << ancestry.bit[name], label, -b)        # −exp(τ_A + ℓ)·b
+        if t.control_variate is not None:
+            add(upstream, f"control variate of node '{name}'", t.control_variate)
+        if t.aux_loss is not None:
+            aux.append(t.aux_loss - t.aux_loss.detach())
+    return _add(_weighted_terms(groups, weights, layout) + aux)
+
+
+class _Weights:
+    """The log-weights of a graph's nodes: which nodes have one, and τ of any set of them."""
+
+    def __init__(self, stochastic: Dict[str, StochasticNode], terms: Dict[str, Terms], ancestry: Ancestry):
+        self.stochastic, self.terms, self.ancestry = stochastic, terms, ancestry
+        self.scored = ancestry.bits_of(n for n, t in terms.items() if t.score is not None)
+        self.logged = ancestry.bits_of(n for n, t in terms.items() if t.log_weight is not None)
+        self.mask = self.scored | self.logged
+        self.pointed = ancestry.bits_of(n for n in terms if stochastic[n].enum_dim is not None) & self.logged
+
+    def has(self, name: str) -> bool:
+        return bool(self.mask >> self.ancestry.bit[name] & 1)
+
+    def shape(self, name: str) -> torch.Size:
+        """The shape of node ``name``'s log-weight."""
+        t = self.terms[name]
+        shapes = [x.shape for x in (t.score, t.log_weight) if x is not None]
+        return shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes)
+
+    def target(self, bits: int, shape: torch.Size, what: str) -> torch.Size:
+        """The shape of exp(τ(bits))·x for x of ``shape``: x's, widened by the supports of the
+        enumerated nodes in ``bits``."""
+        pointed = bits & self.pointed
+        if not pointed:
+            return shape
+        enumerated = [self.terms[n].log_weight.shape for n in self.ancestry.names_of(pointed)]
+        try:
+            return broadcast_shapes(shape, *enumerated)
+        except RuntimeError:
+            raise ShapeError(f"{what} has shape {tuple(shape)}, which does not broadcast with the "
+                             f"enumerated nodes upstream of it (shapes {[tuple(s) for s in enumerated]})") from None
+
+    def item(self, field: str, target: torch.Size):
+        """item(i) for ``nested_sums``: node i's score or log-weight, aligned to ``target``
+        (``_Misaligned`` if it cannot be)."""
+        def get(i: int) -> torch.Tensor:
+            x = getattr(self.terms[self.ancestry.names[i]], field)
+            try:
+                return align(x, target, "")
+            except ShapeError:
+                raise _Misaligned(i, x.shape) from None
+        return get
+
+
+class _Misaligned(Exception):
+    """Node ``bit``'s log-weight of ``shape`` does not align with a term's shape."""
+
+    def __init__(self, bit: int, shape: torch.Size) -> None:
+        super().__init__(bit, shape)
+        self.bit, self.shape = bit, shape
+
+
+def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights: _Weights,
+                    layout: Layout) -> List[torch.Tensor]:
+    """Each group's reduced exp(τ)·(Σ terms); groups along one run of nested sets as one tensor."""
+    values, targets = {}, {}
+    wanted: Dict[torch.Size, Tuple[List[int], List[int]]] = {}
+    for key, members in groups.items():
+        bits, shape = key
+        values[key] = _add([v for _, v in members])
+        targets[key] = weights.target(bits, shape, " + ".join(label for label, _ in members))
+        scores, logs = wanted.setdefault(targets[key], ([], []))
+        scores.append(bits & weights.scored)
+        logs.append(bits & weights.logged)
+    sums: Dict[torch.Size, Tuple[Dict[int, Sum], Dict[int, Sum]]] = {}
+    for target, (scores, logs) in wanted.items():
+        try:
+            sums[target] = (nested_sums(scores, weights.item("score", target)),
+                            nested_sums(logs, weights.item("log_weight", target)))
+        except _Misaligned as bad:
+            culprit = next(" + ".join(label for label, _ in members) for (bits, _), members in groups.items()
+                           if targets[bits, _] == target and bits >> bad.bit & 1)
+            raise ShapeError(
+                f"node '{weights.ancestry.names[bad.bit]}' (log-prob shape {tuple(bad.shape)}) upstream of "
+                f"{culprit} (shape {tuple(target)}): the shapes cannot be aligned; leading dimensions are "
+                "independent samples and must match (or be 1) across nodes and costs") from None
+    parts: List[torch.Tensor] = []
+    runs: Dict[Tuple[int, torch.Size], List[Tuple[int, torch.Tensor]]] = {}
+    for key, value in values.items():
+        bits, shape = key
+        score_sums, log_sums = sums[targets[key]]
+        score, log = score_sums.get(bits & weights.scored), log_sums.get(bits & weights.logged)
+        if score is not None and log is None and score.row is not None and targets[key] == shape:
+            runs.setdefault((id(score.stack), shape), []).append((score.row, value))  # batched below
+            continue
+        tau: Optional[torch.Tensor] = None
+        if score is not None:
+            s = score.tensor()
+            tau = s - s.detach()
+        if log is not None:
+            tau = log.tensor() if tau is None else tau + log.tensor()
+        parts.append(layout.reduce(value if tau is None else torch.exp(tau) * value))
+    stacks = {id(s.stack): s.stack for score_sums, _ in sums.values() for s in score_sums.values()}
+    for (stack_id, _), rows in runs.items():
+        stack = stacks[stack_id]
+        index = [row for row, _ in rows]
+        taus = stack if index == list(range(len(stack))) else stack[torch.tensor(index, device=stack.device)]
+        boxed = torch.exp(taus - taus.detach())
+        parts.append(layout.reduce(boxed * torch.stack([v for _, v in rows]), stacked=True))
+    return parts
+
+
+def _add(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """Sum of a non-empty list of tensors, without the extra ``0 + ...`` of the builtin ``sum``."""
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = total + tensor
+    return total
