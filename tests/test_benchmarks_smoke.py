@@ -44,3 +44,24 @@ def test_quick_run_writes_the_estimators_section(tmp_path):
     if _storch_installed():
         assert sum("| storchastic | 8 |" in row for row in _table_rows(text, "ScoreFunction")) == 2
         assert "| 1 | 4096 | storchastic |" in text
+
+
+def test_long_sequences_quick_run_writes_its_table(tmp_path):
+    """benchmarks/long_sequences.py --quick: one row per length, the ratio and the command."""
+    script = SCRIPT.parent / "long_sequences.py"
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark results\n\n## Other\nkept as is\n")
+    done = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "## Other\nkept as is" in text and text.count("<!-- end long sequences -->") == 1
+    rows = [line for line in text.splitlines() if re.match(r"\| (10|50) \| 5 \| ", line)]
+    assert len(rows) == 2
+    for row in rows:  # | T | rounds | hand ms | scgrad ms | ratio [low, high] | ...
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        hand, ours = float(cells[2]), float(cells[3])
+        ratio, low, high = map(float, re.findall(r"[\d.]+", cells[4]))
+        assert hand > 0 and ours > 0 and low <= ratio <= high
+        assert abs(ratio - ours / hand) <= 0.01 + 0.01 * ratio  # the ratio is of the medians shown
+    assert "python benchmarks/long_sequences.py --quick" in text
