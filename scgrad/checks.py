@@ -18,7 +18,7 @@ def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, Co
 
     Shapes align from the right, so a cost [B, B] on a node [B] would pair sample j with cost
     column j. Extra dimensions are allowed where they cannot mispair: size 1, or the points of
-    enumerated nodes (left of the sample dims). Pathwise nodes (no log-prob) have no weight to
+    nodes with several points (left of the sample dims). Pathwise nodes (no log-prob) have no weight to
     mispair: autograd pairs their elements. Only nodes of lower rank than a cost are looked at
     (a bitset per rank), so the check is linear in the graph's size.
     """
@@ -91,7 +91,7 @@ def _checked_log_prob(node: StochasticNode) -> torch.Tensor:
     """The node's log-prob as the finiteness check sees it: −inf (an impossible outcome) is
     fine for an enumerated node, whose weight exp(−inf) = 0 is exact."""
     log_prob = node.log_prob
-    if node.enum_dim is not None and log_prob.is_floating_point():
+    if node.points is not None and log_prob.is_floating_point():
         return log_prob.clamp(min=torch.finfo(log_prob.dtype).min)
     return log_prob
 

@@ -26,7 +26,7 @@ def credits(wanted: Iterable[str], stochastic: Dict[str, StochasticNode], costs:
     """The credit of each node named in ``wanted`` (nodes upstream of at least one cost)."""
     cost_list = list(costs.values())
     downstream = _downstream_costs(stochastic, cost_list)
-    enumerated = [n for n in stochastic.values() if n.enum_dim is not None]
+    enumerated = [n for n in stochastic.values() if n.points is not None]
     shape_masks = _masks_by_shape(cost_list)
     out: Dict[str, Credit] = {}
     by_shape: Dict[torch.Size, List[str]] = {}
@@ -108,18 +108,19 @@ def _summed_one_by_one(node: StochasticNode, costs: List[CostNode], downstream: 
 
 def expect_enumerated(cost: torch.Tensor, between: int, stochastic: Dict[str, StochasticNode],
                       ancestry: Ancestry) -> torch.Tensor:
-    """``cost`` summed over the supports of the enumerated nodes in the bitset ``between``,
-    weighted by their probabilities (size-1 dims are kept where the supports were)."""
+    """``cost`` summed over the points of the nodes in the bitset ``between`` that have several
+    (an enumerated support), weighted by the points' weights (size-1 dims are kept where the
+    points were)."""
     enumerated = [stochastic[name] for name in ancestry.names
-                  if between >> ancestry.bit[name] & 1 and stochastic[name].enum_dim is not None]
+                  if between >> ancestry.bit[name] & 1 and stochastic[name].points is not None]
     if not enumerated:
         return cost
-    weights = [node.log_prob.detach() for node in enumerated]
+    weights = [node.points.log_weight.detach() for node in enumerated]
     shape = broadcast_shapes(cost.shape, *(w.shape for w in weights))
     aligned = [align(w, shape, f"node '{n.name}'") for n, w in zip(enumerated, weights)]
     log_weight = aligned[0]
     for w in aligned[1:]:
         log_weight = log_weight + w
     expected = cost * torch.exp(log_weight)
-    axes = [len(shape) + n.enum_dim for n in enumerated]  # enum_dim counts from the right
+    axes = [len(shape) + n.points.dim for n in enumerated]  # the dims count from the right
     return expected.sum([a for a in axes if a >= 0], keepdim=True)

@@ -44,8 +44,8 @@ class Graph:
 
     Args:
         batch_ndim: number of batch (sample) dimensions, needed only by estimators that
-            enumerate (``Enumerate``): enumerated supports are laid out to their left. Defaults
-            to the batch rank of the first enumerated node.
+            evaluate a node at several points (``Enumerate``, ``GaussHermite``, ``ARM``): the
+            points are laid out to their left. Defaults to the batch rank of the first such node.
         override_estimator: ``f(name, dist, requested) -> Estimator`` replacing every node's
             estimator; ``scgrad.testing`` uses it to enumerate a model exactly.
         check_finite: ``surrogate()`` raises ``NonFiniteCostError`` for a NaN or infinite cost
@@ -142,7 +142,7 @@ class Graph:
         parents = self._parents(declared, drawn.value, drawn.log_prob)
         self._stochastic[name] = StochasticNode(
             name=name, dist=dist, value=drawn.value, log_prob=drawn.log_prob, estimator=chosen,
-            parents=parents, observed=value is not None, enum_dim=drawn.enum_dim)
+            parents=parents, observed=value is not None, points=drawn.points)
         if self._tracker is not None:
             self._tracker.replace(drawn.value, frozenset({name}))
         return drawn.value
@@ -155,7 +155,7 @@ class Graph:
             name: unique node name.
             value: shape = the batch shape of the samples it depends on, or fewer dimensions
                 (shapes align from the right; a scalar broadcasts); more dimensions than a scored
-                node upstream of it are allowed only for enumerated supports. Keep it
+                node upstream of it are allowed only for the points of a node (an enumerated support). Keep it
                 differentiable where pathwise gradients should flow.
             depends_on: names of nodes the cost depends on in ways torch cannot see (a cost
                 computed in NumPy, an environment step).
@@ -213,8 +213,8 @@ class Graph:
     def surrogate(self) -> torch.Tensor:
         """The scalar surrogate loss.
 
-        Its value is the mean over samples of the summed costs (for enumerated nodes: their
-        expectation); its gradient of every order is an estimate of the gradient of the
+        Its value is the mean over samples of the summed costs (for nodes with several points:
+        the points' weighted sum, e.g. the expectation over an enumerated support); its gradient of every order is an estimate of the gradient of the
         expected total cost, unbiased when every node's estimator is. Build it once per graph:
         it updates stateful baselines.
         """

@@ -37,7 +37,7 @@ import torch
 from torch.distributions import Distribution
 
 from .errors import ShapeError
-from .nodes import StochasticNode
+from .nodes import Points, StochasticNode
 
 
 @dataclass(frozen=True)
@@ -47,27 +47,32 @@ class DrawContext:
     Attributes:
         name: the node's name (for error messages).
         value: the observed value passed as ``value=``, or ``None`` to draw one.
-        new_enum_dim: allocates a fresh batch dimension (a negative index) for estimators that
-            enumerate or integrate over a node's support.
+        new_point_dim: ``new_point_dim(batch_rank)`` allocates a fresh dimension (a negative
+            index, left of the sample dimensions) for an estimator that evaluates the node at
+            several points (see ``scgrad.nodes.Points``).
     """
 
     name: str
     value: Optional[torch.Tensor]
-    new_enum_dim: Callable[[int], int]
+    new_point_dim: Callable[[int], int]
 
 
 @dataclass(frozen=True)
 class Draw:
-    """An estimator's draw: the value the user receives, its log-probability, enumeration dim.
+    """An estimator's draw: the value the user receives, its log-probability, its points.
 
     ``log_prob`` (batch-shaped, differentiable in the distribution's parameters) is needed by
     estimators with score terms and is used by the graph to find parameter dependencies;
-    pathwise estimators may leave it ``None``.
+    pathwise estimators may leave it ``None``. ``points``: where the value's several points lie
+    and their weights, for an estimator that evaluates the node at more than one (allocate the
+    dimension with ``ctx.new_point_dim``); the graph then weights and sums the costs downstream
+    over the points, and each node's ``Credit`` keeps the dimension, so an estimator reads every
+    point's downstream cost.
     """
 
     value: torch.Tensor
     log_prob: Optional[torch.Tensor] = None
-    enum_dim: Optional[int] = None
+    points: Optional[Points] = None
 
 
 @dataclass(frozen=True)

@@ -62,28 +62,33 @@ class _Weights:
     """The log-weights of a graph's nodes: which nodes have one, and τ of any set of them."""
 
     def __init__(self, stochastic: Dict[str, StochasticNode], terms: Dict[str, Terms], ancestry: Ancestry):
-        self.stochastic, self.terms, self.ancestry = stochastic, terms, ancestry
-        self.scored = ancestry.bits_of(n for n, t in terms.items() if t.score is not None)
-        self.logged = ancestry.bits_of(n for n, t in terms.items() if t.log_weight is not None)
+        self.terms, self.ancestry = terms, ancestry
+        self.scores = {n: t.score for n, t in terms.items() if t.score is not None}
+        self.logs: Dict[str, torch.Tensor] = {}  # the log-weight besides the score: the estimator's and the points'
+        for n, t in terms.items():
+            points = stochastic[n].points
+            parts = [x for x in (t.log_weight, points.log_weight if points is not None else None) if x is not None]
+            if parts:
+                self.logs[n] = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        self.scored, self.logged = ancestry.bits_of(self.scores), ancestry.bits_of(self.logs)
         self.mask = self.scored | self.logged
-        self.pointed = ancestry.bits_of(n for n in terms if stochastic[n].enum_dim is not None) & self.logged
+        self.pointed = ancestry.bits_of(n for n in terms if stochastic[n].points is not None)
 
     def has(self, name: str) -> bool:
         return bool(self.mask >> self.ancestry.bit[name] & 1)
 
     def shape(self, name: str) -> torch.Size:
         """The shape of node ``name``'s log-weight."""
-        t = self.terms[name]
-        shapes = [x.shape for x in (t.score, t.log_weight) if x is not None]
+        shapes = [x[name].shape for x in (self.scores, self.logs) if name in x]
         return shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes)
 
     def target(self, bits: int, shape: torch.Size, what: str) -> torch.Size:
-        """The shape of exp(τ(bits))·x for x of ``shape``: x's, widened by the supports of the
-        enumerated nodes in ``bits``."""
+        """The shape of exp(τ(bits))·x for x of ``shape``: x's, widened by the points of the
+        nodes in ``bits`` that have several (an enumerated support)."""
         pointed = bits & self.pointed
         if not pointed:
             return shape
-        enumerated = [self.terms[n].log_weight.shape for n in self.ancestry.names_of(pointed)]
+        enumerated = [self.logs[n].shape for n in self.ancestry.names_of(pointed)]
         try:
             return broadcast_shapes(shape, *enumerated)
         except RuntimeError:
@@ -91,10 +96,12 @@ class _Weights:
                              f"enumerated nodes upstream of it (shapes {[tuple(s) for s in enumerated]})") from None
 
     def item(self, field: str, target: torch.Size):
-        """item(i) for ``nested_sums``: node i's score or log-weight, aligned to ``target``
-        (``_Misaligned`` if it cannot be)."""
+        """item(i) for ``nested_sums``: node i's score (``field="score"``) or other log-weight
+        (``"log_weight"``), aligned to ``target`` (``_Misaligned`` if it cannot be)."""
+        table = self.scores if field == "score" else self.logs
+
         def get(i: int) -> torch.Tensor:
-            x = getattr(self.terms[self.ancestry.names[i]], field)
+            x = table[self.ancestry.names[i]]
             try:
                 return align(x, target, "")
             except ShapeError:

@@ -1,13 +1,11 @@
 """Exact summation over a finite support."""
 from __future__ import annotations
 
-from typing import Optional
-
 from torch.distributions import Distribution
 
 from ..errors import GraphError
-from ..nodes import StochasticNode
-from ..protocol import Credit, Draw, DrawContext, Estimator, Terms
+from ..nodes import Points
+from ..protocol import Draw, DrawContext, Estimator
 
 
 class Enumerate(Estimator):
@@ -32,10 +30,8 @@ class Enumerate(Estimator):
         if ctx.value is not None:
             raise GraphError(f"node '{ctx.name}': Enumerate cannot score a given value (value=)")
         support = dist.enumerate_support(expand=False)  # (K,) + (1,)*len(batch) + event
-        dim = ctx.new_enum_dim(len(dist.batch_shape))
+        dim = ctx.new_point_dim(len(dist.batch_shape))
         value = support.reshape((support.shape[0],) + (1,) * (-dim - 1) + dist.event_shape)
-        return Draw(value, dist.log_prob(value), enum_dim=dim)
-
-    def terms(self, node: StochasticNode, credit: Optional[Credit]) -> Terms:
+        log_prob = dist.log_prob(value)
         # The weight p(value) itself, not a magic box: its value is the probability.
-        return Terms(log_weight=node.log_prob)
+        return Draw(value, log_prob, points=Points(dim, log_prob))

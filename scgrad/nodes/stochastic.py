@@ -9,6 +9,24 @@ from torch.distributions import Distribution
 
 
 @dataclass(frozen=True)
+class Points:
+    """A node evaluated at several points at once, laid along one dimension of its own.
+
+    Enumeration lays out a finite support, quadrature its nodes, ARM and DisARM an antithetic
+    pair: everything computed from the value is vectorised over the points, and the surrogate
+    sums over that dimension with weights exp(``log_weight``) (an expectation over the points).
+
+    Attributes:
+        dim: the (negative) dimension holding the points, left of the graph's sample dimensions.
+        log_weight: the points' log-weights, broadcastable to the node's shape (p(value) for an
+            enumerated support, differentiable; log ½ for an antithetic pair, constant).
+    """
+
+    dim: int
+    log_weight: torch.Tensor
+
+
+@dataclass(frozen=True)
 class StochasticNode:
     """A sampled (or observed) value and the estimator that turns it into surrogate terms.
 
@@ -24,7 +42,8 @@ class StochasticNode:
         parents: names of the stochastic nodes this node's distribution or value depends on
             directly (found by tracking, or all earlier nodes, plus ``depends_on``).
         observed: the value was given (``value=``) rather than drawn.
-        enum_dim: for enumerated nodes, the (negative) batch dimension that holds the support.
+        points: for a node evaluated at several points (enumeration, quadrature, antithetic
+            pairs), where they lie and their weights; ``None`` for a single sample.
     """
 
     name: str
@@ -34,7 +53,7 @@ class StochasticNode:
     estimator: Any
     parents: FrozenSet[str]
     observed: bool = False
-    enum_dim: Optional[int] = None
+    points: Optional[Points] = None
 
     @property
     def shape(self) -> torch.Size:

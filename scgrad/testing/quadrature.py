@@ -7,15 +7,14 @@ of it) can be computed without sampling.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
 from torch.distributions import Distribution, Normal
 
 from ..errors import GraphError
-from ..protocol import Credit, Draw, DrawContext, Estimator, Terms
-from ..nodes import StochasticNode
+from ..protocol import Draw, DrawContext, Estimator
+from ..nodes import Points
 
 
 class GaussHermite(Estimator):
@@ -61,13 +60,10 @@ class GaussHermite(Estimator):
                 f"node '{ctx.name}': GaussHermite integrates over the node's value and cannot "
                 "score a given value (value=); run the model without value= for exact expectations"
             )
-        dim = ctx.new_enum_dim(len(dist.batch_shape))
+        dim = ctx.new_point_dim(len(dist.batch_shape))
         points = self._along(self._points, dim, dist.loc)
-        return Draw(dist.loc + dist.scale * points, log_prob=None, enum_dim=dim)
-
-    def terms(self, node: StochasticNode, credit: Optional[Credit]) -> Terms:
-        assert node.enum_dim is not None
-        return Terms(log_weight=self._along(self._log_weights, node.enum_dim, node.value))
+        return Draw(dist.loc + dist.scale * points, log_prob=None,
+                    points=Points(dim, self._along(self._log_weights, dim, dist.loc)))
 
     @staticmethod
     def _along(values: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
