@@ -142,7 +142,8 @@ class Graph:
         parents = self._parents(declared, drawn.value, drawn.log_prob)
         self._stochastic[name] = StochasticNode(
             name=name, dist=dist, value=drawn.value, log_prob=drawn.log_prob, estimator=chosen,
-            parents=parents, observed=value is not None, points=drawn.points)
+            parents=parents, observed=value is not None, points=drawn.points,
+            noise=drawn.noise)
         if self._tracker is not None:
             self._tracker.replace(drawn.value, frozenset({name}))
         return drawn.value

@@ -67,12 +67,14 @@ class Draw:
     and their weights, for an estimator that evaluates the node at more than one (allocate the
     dimension with ``ctx.new_point_dim``); the graph then weights and sums the costs downstream
     over the points, and each node's ``Credit`` keeps the dimension, so an estimator reads every
-    point's downstream cost.
+    point's downstream cost. ``noise``: the randomness the value was made from, when ``terms``
+    needs it again (ARM's uniforms); kept on the node record.
     """
 
     value: torch.Tensor
     log_prob: Optional[torch.Tensor] = None
     points: Optional[Points] = None
+    noise: Optional[torch.Tensor] = None
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Gradient estimators: each turns one stochastic node into surrogate-loss terms.
 
-Unbiased: ``ScoreFunction``, ``Reparam``, ``Enumerate``, ``ImportanceWeighted`` (without clip).
+Unbiased: ``ScoreFunction``, ``Reparam``, ``Enumerate``, ``ImportanceWeighted`` (without clip);
+``ARM`` and ``DisARM`` (first derivative only).
 Biased, labelled so (``unbiased = False``): ``ImportanceWeighted(clip=...)``, ``GumbelSoftmax``,
 ``StraightThrough``. Write your own by subclassing ``scgrad.protocol.Estimator`` (the extension
 protocol: ``Draw``, ``Terms``, ``Credit``, ... live there, apart from the estimators users pick).
 """
 from ..protocol import Estimator
+from .arm import ARM, DisARM
 from .enumerate import Enumerate
 from .importance import ImportanceWeighted
 from .relaxed import GumbelSoftmax, StraightThrough
@@ -13,7 +15,7 @@ from .reparam import Reparam
 from .score_function import ScoreFunction
 
 __all__ = [
-    "Enumerate", "GumbelSoftmax", "ImportanceWeighted", "Reparam", "ScoreFunction", "StraightThrough",
+    "ARM", "DisARM", "Enumerate", "GumbelSoftmax", "ImportanceWeighted", "Reparam", "ScoreFunction", "StraightThrough",
     "default_estimator",
 ]
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Normal
 
 from .. import baselines
-from ..estimators import Enumerate, ImportanceWeighted, Reparam, ScoreFunction
+from ..estimators import ARM, DisARM, Enumerate, ImportanceWeighted, Reparam, ScoreFunction
 from ..protocol import Estimator
 from ..graph import Graph
 
@@ -222,8 +222,9 @@ class Choice:
 
     Attributes:
         estimator: ``"score"`` (ScoreFunction), ``"reparam"`` (Normal only), ``"enumerate"``
-            (discrete only) or ``"importance"`` (ImportanceWeighted without clip, value drawn
-            from a detached, perturbed copy of the node's distribution).
+            (discrete only), ``"arm"`` / ``"disarm"`` (Bernoulli only; first derivative only) or
+            ``"importance"`` (ImportanceWeighted without clip, value drawn from a detached,
+            perturbed copy of the node's distribution).
         baseline: for ``"score"``: ``"none"``, ``"moving_average"``, ``"leave_one_out"``
             (along the inner sample dimension: needs ``inner ≥ 2``), ``"constant"`` or
             ``"learned"`` (a linear map of the earlier nodes' detached values).
@@ -238,6 +239,8 @@ class Choice:
             return kind == "normal"
         if self.estimator == "enumerate":
             return kind in DISCRETE
+        if self.estimator in ("arm", "disarm"):
+            return kind == "bernoulli"
         return self.estimator in ("score", "importance")
 
 
@@ -285,6 +288,10 @@ class Estimators:
             return Reparam()
         if choice.estimator == "enumerate":
             return Enumerate()
+        if choice.estimator == "arm":
+            return ARM()
+        if choice.estimator == "disarm":
+            return DisARM()
         return ScoreFunction(baseline=self._baseline(node, choice, dist, values))
 
     def _baseline(self, node: NodeSpec, choice: Choice, dist: Distribution,
