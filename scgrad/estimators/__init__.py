@@ -1,7 +1,7 @@
 """Gradient estimators: each turns one stochastic node into surrogate-loss terms.
 
 Unbiased: ``ScoreFunction``, ``Reparam``, ``Enumerate``, ``ImportanceWeighted`` (without clip);
-``ARM`` and ``DisARM`` (first derivative only).
+``ARM``, ``DisARM`` and ``VIMCO`` (first derivative only).
 Biased, labelled so (``unbiased = False``): ``ImportanceWeighted(clip=...)``, ``GumbelSoftmax``,
 ``StraightThrough``. Write your own by subclassing ``scgrad.protocol.Estimator`` (the extension
 protocol: ``Draw``, ``Terms``, ``Credit``, ... live there, apart from the estimators users pick).
@@ -13,9 +13,10 @@ from .importance import ImportanceWeighted
 from .relaxed import GumbelSoftmax, StraightThrough
 from .reparam import Reparam
 from .score_function import ScoreFunction
+from .vimco import VIMCO
 
 __all__ = [
-    "ARM", "DisARM", "Enumerate", "GumbelSoftmax", "ImportanceWeighted", "Reparam", "ScoreFunction", "StraightThrough",
+    "ARM", "DisARM", "Enumerate", "GumbelSoftmax", "ImportanceWeighted", "Reparam", "ScoreFunction", "StraightThrough", "VIMCO",
     "default_estimator",
 ]
 
