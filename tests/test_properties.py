@@ -135,6 +135,7 @@ CASES = {
 FIRST_ORDER_CASES = {
     "ARM": Case(Choice("arm"), ("bernoulli",), salt=8),
     "DisARM": Case(Choice("disarm"), ("bernoulli",), salt=9),
+    "MeasureValued": Case(Choice("measure_valued"), ("normal",), salt=10),
 }
 
 
@@ -162,7 +163,8 @@ def test_derivatives_are_unbiased_on_random_graphs(case: Case, data) -> None:
 @given(data=st.data())
 def test_first_derivatives_are_unbiased_on_random_graphs(case: Case, data) -> None:
     """As above, the gradient alone, for the estimators unbiased at first order only (ARM,
-    DisARM): every Bernoulli node uses the estimator under test. Same false-failure rate."""
+    DisARM, MeasureValued): every node of a kind the estimator supports uses it. Same
+    false-failure rate."""
     data.draw(st.lists(st.integers(0, 9), min_size=case.salt, max_size=case.salt), label="salt")
     spec = data.draw(graph_specs(require=case.kinds), label="spec")
     choices = data.draw(estimator_choices(spec, case.choice), label="choices")

@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Normal
 
 from .. import baselines
-from ..estimators import ARM, DisARM, Enumerate, ImportanceWeighted, Reparam, ScoreFunction
+from ..estimators import ARM, DisARM, Enumerate, ImportanceWeighted, MeasureValued, Reparam, ScoreFunction
 from ..protocol import Estimator
 from ..graph import Graph
 
@@ -222,7 +222,8 @@ class Choice:
 
     Attributes:
         estimator: ``"score"`` (ScoreFunction), ``"reparam"`` (Normal only), ``"enumerate"``
-            (discrete only), ``"arm"`` / ``"disarm"`` (Bernoulli only; first derivative only) or
+            (discrete only), ``"arm"`` / ``"disarm"`` (Bernoulli only; first derivative only),
+            ``"measure_valued"`` (Normal only; first derivative only) or
             ``"importance"`` (ImportanceWeighted without clip, value drawn from a detached,
             perturbed copy of the node's distribution).
         baseline: for ``"score"``: ``"none"``, ``"moving_average"``, ``"leave_one_out"``
@@ -241,6 +242,8 @@ class Choice:
             return kind in DISCRETE
         if self.estimator in ("arm", "disarm"):
             return kind == "bernoulli"
+        if self.estimator == "measure_valued":
+            return kind == "normal"
         return self.estimator in ("score", "importance")
 
 
@@ -292,6 +295,8 @@ class Estimators:
             return ARM()
         if choice.estimator == "disarm":
             return DisARM()
+        if choice.estimator == "measure_valued":
+            return MeasureValued()
         return ScoreFunction(baseline=self._baseline(node, choice, dist, values))
 
     def _baseline(self, node: NodeSpec, choice: Choice, dist: Distribution,
