@@ -22,8 +22,9 @@ from .protocol import Credit
 
 
 def credits(wanted: Iterable[str], stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode],
-            ancestry: Ancestry) -> Dict[str, Credit]:
-    """The credit of each node named in ``wanted`` (nodes upstream of at least one cost)."""
+            ancestry: Ancestry, differentiable: Iterable[str] = ()) -> Dict[str, Credit]:
+    """The credit of each node named in ``wanted`` (nodes upstream of at least one cost), with
+    its differentiable sum too for the nodes named in ``differentiable``."""
     cost_list = list(costs.values())
     downstream = _downstream_costs(stochastic, cost_list)
     enumerated = [n for n in stochastic.values() if n.points is not None]
@@ -48,6 +49,9 @@ def credits(wanted: Iterable[str], stochastic: Dict[str, StochasticNode], costs:
         for n in names:
             shared = _shared_dims(shape, downstream[n], shape_masks)
             out[n] = Credit(values[n], shared)
+    for n in differentiable:
+        whole = _summed_one_by_one(stochastic[n], cost_list, downstream[n], stochastic, ancestry, detach=False)
+        out[n] = Credit(out[n].value, out[n].shared_dims, whole)
     return out
 
 
@@ -84,8 +88,9 @@ def _shared_dims(shape: torch.Size, downstream: int, masks: Dict[torch.Size, int
 
 
 def _summed_one_by_one(node: StochasticNode, costs: List[CostNode], downstream: int,
-                       stochastic: Dict[str, StochasticNode], ancestry: Ancestry) -> torch.Tensor:
-    """The node's credit, cost by cost, taking expectations over the enumerated nodes between."""
+                       stochastic: Dict[str, StochasticNode], ancestry: Ancestry, detach: bool = True) -> torch.Tensor:
+    """The node's credit, cost by cost, taking expectations over the enumerated nodes between
+    (the costs detached unless ``detach`` is false; the points' weights always are)."""
     shape = node.shape
     parts = []
     own = ancestry.upstream[node.name] | (1 << ancestry.bit[node.name])
@@ -94,7 +99,7 @@ def _summed_one_by_one(node: StochasticNode, costs: List[CostNode], downstream: 
         if downstream & 1:
             cost = costs[j]
             between = ancestry.upstream[cost.name] & ~own
-            c = expect_enumerated(cost.value.detach(), between, stochastic, ancestry)
+            c = expect_enumerated(cost.value.detach() if detach else cost.value, between, stochastic, ancestry)
             aligned = align(c, shape, f"cost '{cost.name}' credited to node '{node.name}'")
             scale = numel(shape) / max(numel(c.shape), 1)
             parts.append(aligned if scale == 1 else aligned * scale)

@@ -275,7 +275,8 @@ class Graph:
             upstream |= ancestry.upstream[cost]
         scored = [name for name in ancestry.names_of(upstream)]
         wanted = [name for name in scored if self._stochastic[name].estimator.needs_credit]
-        credit = credits(wanted, self._stochastic, self._costs, ancestry) if wanted else {}
+        whole = [name for name in wanted if self._stochastic[name].estimator.needs_differentiable_credit]
+        credit = credits(wanted, self._stochastic, self._costs, ancestry, whole) if wanted else {}
         return {name: self._stochastic[name].estimator.terms(self._stochastic[name], credit.get(name))
                 for name in sorted(scored, key=ancestry.bit.get)}
 

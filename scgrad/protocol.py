@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, Optional
+from typing import Any, Callable, FrozenSet, Optional
 
 import torch
 from torch.distributions import Distribution
@@ -74,7 +74,7 @@ class Draw:
     value: torch.Tensor
     log_prob: Optional[torch.Tensor] = None
     points: Optional[Points] = None
-    noise: Optional[torch.Tensor] = None
+    noise: Any = None
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,14 @@ class Credit:
         shared_dims: dimensions of the node's shape along which some downstream cost is shared
             by several samples (a cost [B] over samples [K, B]); a leave-one-out baseline is
             invalid along them.
+        differentiable: the same sum not detached (``None`` unless the estimator sets
+            ``needs_differentiable_credit``): for estimators that differentiate the cost with
+            respect to the node's value at some of its points (REBAR).
     """
 
     value: torch.Tensor
     shared_dims: FrozenSet[int] = frozenset()
+    differentiable: Optional[torch.Tensor] = None
 
 
 class Estimator(abc.ABC):
@@ -117,6 +121,8 @@ class Estimator(abc.ABC):
     unbiased: bool = True
     #: Whether :meth:`terms` reads ``credit`` (the graph skips computing it otherwise).
     needs_credit: bool = False
+    #: Whether :meth:`terms` reads ``credit.differentiable`` too.
+    needs_differentiable_credit: bool = False
 
     @abc.abstractmethod
     def draw(self, dist: Distribution, ctx: DrawContext) -> Draw:

@@ -44,8 +44,8 @@ class StochasticNode:
         observed: the value was given (``value=``) rather than drawn.
         points: for a node evaluated at several points (enumeration, quadrature, antithetic
             pairs), where they lie and their weights; ``None`` for a single sample.
-        noise: the randomness the estimator made the value from, if it needs it again
-            (ARM's uniforms); ``None`` otherwise.
+        noise: what the estimator made the value from, if it needs it again (ARM's uniforms,
+            RELAX's relaxed samples); ``None`` otherwise.
     """
 
     name: str
@@ -56,7 +56,7 @@ class StochasticNode:
     parents: FrozenSet[str]
     observed: bool = False
     points: Optional[Points] = None
-    noise: Optional[torch.Tensor] = None
+    noise: Any = None
 
     @property
     def shape(self) -> torch.Size:
