@@ -33,13 +33,13 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Bernoulli, Categorical, Distribution, OneHotCategorical
+from torch.distributions import Bernoulli, Categorical, Distribution, Independent, OneHotCategorical
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _timing  # noqa: E402  (sibling helper module; benchmarks/ is not a package)
@@ -47,8 +47,8 @@ from _results import update_section  # noqa: E402
 
 import scgrad as sg  # noqa: E402
 from scgrad.baselines import LeaveOneOut, MovingAverage  # noqa: E402
-from scgrad.estimators import (Enumerate, GumbelSoftmax, ScoreFunction,  # noqa: E402
-                               StraightThrough)
+from scgrad.estimators import (ARM, REBAR, RELAX, DisARM, Enumerate, GumbelSoftmax,  # noqa: E402
+                               ScoreFunction, StraightThrough)
 
 DEFAULT_THREADS = torch.get_num_threads()  # before this script changes it
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -240,7 +240,8 @@ class Problem(abc.ABC):
 
 
 class BernoulliToy(Problem):
-    """E_{b ~ Bernoulli(σ(θ))}[(b − 0.49)²] at θ = 0: a tiny gradient (0.005) under heavy noise."""
+    """E_{b ~ Bernoulli(σ(θ))}[(b − t)²] at θ = 0, t = 0.49: a tiny gradient (0.005) under heavy
+    noise (t = 0.45: the REBAR paper's toy; t = 0.499: RELAX's, a gradient of 0.0005)."""
 
     key = "bernoulli"
     title = "Bernoulli toy: E_{b~Bernoulli(σ(θ))}[(b − 0.49)²] at θ = 0"
@@ -263,6 +264,50 @@ class BernoulliToy(Problem):
     def expected_cost(self) -> torch.Tensor:
         p = torch.sigmoid(self.theta)
         return p * (1 - self.target) ** 2 + (1 - p) * self.target**2
+
+
+class BernoulliToy045(BernoulliToy):
+    """The REBAR paper's toy, t = 0.45."""
+
+    key = "bernoulli_045"
+    title = "Bernoulli toy: E[(b − 0.45)²] at θ = 0 (REBAR's)"
+    target = 0.45
+
+
+class BernoulliToy0499(BernoulliToy):
+    """RELAX's toy, t = 0.499."""
+
+    key = "bernoulli_0499"
+    title = "Bernoulli toy: E[(b − 0.499)²] at θ = 0 (RELAX's)"
+    target = 0.499
+
+
+class Bits200(Problem):
+    """200 independent bits as one node (``Independent(Bernoulli)``): E[Σ_i (b_i − 0.499)²] at
+    θ = 0, exact gradient (1 − p)p((1 − t)² − t²) per bit."""
+
+    key = "bits200"
+    title = "200 bits: E_{b~Bernoulli(σ(θ))^200}[Σ_i (b_i − 0.499)²] at θ = 0"
+    support_size = 2 ** 200
+    coordinate = "∂/∂θ₀"
+    target = 0.499
+    bits = 200
+
+    def initial_theta(self) -> torch.Tensor:
+        return torch.zeros(self.bits)
+
+    def distribution(self, n: int) -> Distribution:
+        return Independent(Bernoulli(logits=self.theta.expand(n, self.bits)), 1)
+
+    def peer_distribution(self) -> Distribution:
+        return Independent(Bernoulli(logits=self.theta), 1)
+
+    def cost(self, z: Any) -> Any:
+        return ((z - self.target) ** 2).sum(-1)
+
+    def expected_cost(self) -> torch.Tensor:
+        p = torch.sigmoid(self.theta)
+        return (p * (1 - self.target) ** 2 + (1 - p) * self.target**2).sum()
 
 
 class CategoricalLatent(Problem):
@@ -302,7 +347,9 @@ class CategoricalLatent(Problem):
         return (torch.softmax(self.theta, -1) * (self.values - self.target) ** 2).sum()
 
 
-PROBLEMS: Dict[str, Callable[[], Problem]] = {"bernoulli": BernoulliToy, "categorical": CategoricalLatent}
+PROBLEMS: Dict[str, Callable[[], Problem]] = {
+    "bernoulli": BernoulliToy, "bernoulli_045": BernoulliToy045, "bernoulli_0499": BernoulliToy0499,
+    "bits200": Bits200, "categorical": CategoricalLatent}
 
 
 # ============================================================================ 2. estimators
@@ -315,22 +362,69 @@ class Spec:
         make: builds the scgrad estimator (once per run: baselines keep state).
         peer: ``peer(storch, n)`` builds the Storchastic method, or ``None`` if it has none.
         enumerate: evaluates the whole support (one "sample", K cost evaluations).
-        warmup: gradient estimates discarded first (a moving average needs history).
+        warmup: gradient estimates discarded first (a moving average needs history; RELAX's
+            control variate trains on them).
+        per_sample: cost evaluations per sample (ARM, DisARM: 2; REBAR: 3); the node draws
+            cfg.samples // per_sample samples, so that the evaluations match.
+        kinds: the problems' distributions it supports ("bernoulli", "bits", "categorical").
+        gradient: how one estimate is taken (default ``scgrad_gradient``).
     """
 
     label: str
-    make: Callable[[], sg.estimators.Estimator]
+    make: Callable[..., Any]
     peer: Optional[Callable[[Any, int], Any]] = None
     enumerate: bool = False
     warmup: int = 5
+    per_sample: int = 1
+    kinds: Tuple[str, ...] = ("bernoulli", "bits", "categorical")
+    gradient: Optional[Callable[..., torch.Tensor]] = None
 
     def samples(self, cfg: Config) -> int:
         """Batch size of the node: 1 for enumeration, else the matched sample count."""
-        return 1 if self.enumerate else cfg.samples
+        return 1 if self.enumerate else max(1, cfg.samples // self.per_sample)
 
     def evaluations(self, problem: Problem, cfg: Config) -> int:
         """Cost evaluations per gradient estimate."""
-        return problem.support_size if self.enumerate else cfg.samples
+        return problem.support_size if self.enumerate else self.samples(cfg) * self.per_sample
+
+    def supports(self, problem: Problem) -> bool:
+        """Whether this estimator applies to the problem's distribution."""
+        return problem_kind(problem) in self.kinds
+
+
+def problem_kind(problem: Problem) -> str:
+    """"bits" for a vector of bits, else the problem's distribution family."""
+    return "bits" if isinstance(problem, Bits200) else ("categorical" if isinstance(problem, CategoricalLatent)
+                                                          else "bernoulli")
+
+
+def relaxed_input_size(problem: Problem) -> int:
+    """Width of the relaxed sample a RELAX control variate reads (1 for a single bit)."""
+    return {"bits": Bits200.bits, "categorical": CategoricalLatent.support_size}.get(problem_kind(problem), 1)
+
+
+def make_relax(problem: Problem) -> RELAX:
+    """RELAX with a small MLP control variate (width → 16 → 1) and its Adam optimiser, which
+    trains during the warm-up estimates and keeps training while estimates are taken."""
+    width = relaxed_input_size(problem)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(width, 16), nn.Tanh(), nn.Linear(16, 1))
+    scalar = width == 1 and problem_kind(problem) == "bernoulli"
+    estimator = RELAX(lambda sample: net(sample.unsqueeze(-1) if scalar else sample).squeeze(-1))
+    estimator.optimizer = torch.optim.Adam([*net.parameters(), estimator.log_temperature], lr=1e-2)
+    return estimator
+
+
+def relax_gradient(problem: Problem, estimator: RELAX, n: int) -> torch.Tensor:
+    """One RELAX estimate; the control variate takes a variance step on it (``relax.backward``)."""
+    with sg.Graph(batch_ndim=1) as graph:
+        z = graph.sample("z", problem.distribution(n), estimator=estimator)
+        graph.cost("cost", problem.cost(z))
+    problem.theta.grad = None
+    estimator.optimizer.zero_grad()
+    estimator.backward(graph.surrogate(), [problem.theta])
+    estimator.optimizer.step()
+    return problem.theta.grad.clone()
 
 
 def _storch_gumbel(temperature: float, hard: bool) -> Callable[[Any, int], Any]:
@@ -339,6 +433,7 @@ def _storch_gumbel(temperature: float, hard: bool) -> Callable[[Any, int], Any]:
         "z", n_samples=n, straight_through=hard, initial_temperature=temperature, annealing_rate=0.0)
 
 
+SINGLE = ("bernoulli", "categorical")  # one bit or one category per sample (not a vector of bits)
 SPECS: List[Spec] = [
     Spec("ScoreFunction", ScoreFunction,
          peer=lambda storch, n: storch.method.ScoreFunction("z", n_samples=n)),
@@ -348,11 +443,19 @@ SPECS: List[Spec] = [
          peer=lambda storch, n: storch.method.ScoreFunction(
              "z", n_samples=n, baseline_factory="moving_average", exponential_decay=0.9),
          warmup=100),
-    Spec("Enumerate", Enumerate, peer=lambda storch, n: storch.method.Expect("z"), enumerate=True),
-    Spec("GumbelSoftmax(t=0.5)", lambda: GumbelSoftmax(0.5), peer=_storch_gumbel(0.5, False)),
-    Spec("GumbelSoftmax(t=1.0)", lambda: GumbelSoftmax(1.0), peer=_storch_gumbel(1.0, False)),
-    Spec("GumbelSoftmax(t=1.0, hard)", lambda: GumbelSoftmax(1.0, hard=True), peer=_storch_gumbel(1.0, True)),
-    Spec("StraightThrough", StraightThrough),
+    Spec("Enumerate", Enumerate, peer=lambda storch, n: storch.method.Expect("z"), enumerate=True, kinds=SINGLE),
+    Spec("GumbelSoftmax(t=0.5)", lambda: GumbelSoftmax(0.5), peer=_storch_gumbel(0.5, False), kinds=SINGLE),
+    Spec("GumbelSoftmax(t=1.0)", lambda: GumbelSoftmax(1.0), peer=_storch_gumbel(1.0, False), kinds=SINGLE),
+    Spec("GumbelSoftmax(t=1.0, hard)", lambda: GumbelSoftmax(1.0, hard=True), peer=_storch_gumbel(1.0, True),
+         kinds=SINGLE),
+    Spec("StraightThrough", StraightThrough, kinds=SINGLE),
+    Spec("ARM", ARM, peer=lambda storch, n: storch.method.ARM("z", n_samples=n), per_sample=2,
+         kinds=("bernoulli", "bits")),
+    Spec("DisARM", DisARM, peer=lambda storch, n: storch.method.DisARM("z", n_samples=n), per_sample=2,
+         kinds=("bernoulli", "bits")),
+    Spec("REBAR(t=0.5, η=1)", lambda: REBAR(0.5, 1.0), peer=lambda storch, n: storch.method.REBAR("z", n_samples=n),
+         per_sample=3),
+    Spec("RELAX (MLP control variate)", make_relax, warmup=300, gradient=relax_gradient),
 ]
 REFERENCE = "ScoreFunction"  # variance ratios are relative to scgrad's plain score function
 
@@ -388,9 +491,14 @@ def collect(estimators: Dict[str, Callable[[], torch.Tensor]], warmups: Dict[str
     deadline = time.perf_counter() + max_seconds
     for _ in range(replicates):
         order.shuffle(active)
-        for label in active:
+        for label in list(active):
             start = time.perf_counter_ns()
-            grad = estimators[label]()
+            try:
+                grad = estimators[label]()
+            except Exception as error:  # fails on a later draw (a peer's shape bug): report it
+                runs[label] = {"error": f"{type(error).__name__}: {str(error)[:100]}"}
+                active.remove(label)
+                continue
             runs[label]["times"].append((time.perf_counter_ns() - start) / 1e3)
             runs[label]["grads"].append(grad.detach().reshape(-1).tolist())
         if time.perf_counter() > deadline:
@@ -399,15 +507,17 @@ def collect(estimators: Dict[str, Callable[[], torch.Tensor]], warmups: Dict[str
 
 
 def scgrad_variance_runs(cfg: Config) -> Dict[str, Dict[str, Dict[str, list]]]:
-    """Gradient samples of every scgrad estimator on every problem."""
+    """Gradient samples of every scgrad estimator on every problem it supports."""
     runs = {}
     torch.set_num_threads(1)
     for key, make_problem in PROBLEMS.items():
         problem = make_problem()
         torch.manual_seed(cfg.seed)
-        estimators = {spec.label: partial(scgrad_gradient, problem, spec.make(), spec.samples(cfg))
-                      for spec in SPECS}
-        runs[key] = collect(estimators, {spec.label: spec.warmup for spec in SPECS}, cfg.replicates,
+        specs = [spec for spec in SPECS if spec.supports(problem)]
+        estimators = {spec.label: partial(spec.gradient or scgrad_gradient, problem,
+                                          spec.make(problem) if spec.gradient else spec.make(), spec.samples(cfg))
+                      for spec in specs}
+        runs[key] = collect(estimators, {spec.label: spec.warmup for spec in specs}, cfg.replicates,
                             cfg.seed, cfg.max_seconds)
     return runs
 
@@ -489,22 +599,27 @@ def storch_overhead(storch: Any, cfg: Config) -> Dict[int, Dict[str, List[float]
 
 
 def storch_gradient(storch: Any, problem: Problem, method: Any) -> torch.Tensor:
-    """One Storchastic gradient estimate of ∇_θ E[f(z)]."""
+    """One Storchastic gradient estimate of ∇_θ E[f(z)] (storch's global cost list is reset if
+    the method fails half-way, so the next method starts clean)."""
     problem.theta.grad = None
-    z = method(problem.peer_distribution())
-    storch.add_cost(problem.cost(z), "cost")
-    storch.backward()
+    try:
+        z = method(problem.peer_distribution())
+        storch.add_cost(problem.cost(z), "cost")
+        storch.backward()
+    except Exception:
+        storch.reset()
+        raise
     return problem.theta.grad.clone()
 
 
 def storch_variance_runs(storch: Any, cfg: Config) -> Dict[str, Dict[str, Dict[str, list]]]:
     """Gradient samples of every Storchastic method that has a scgrad counterpart."""
     runs = {}
-    specs = [spec for spec in SPECS if spec.peer is not None]
     torch.set_num_threads(1)
     for key, make_problem in PROBLEMS.items():
         problem = make_problem()
         torch.manual_seed(cfg.seed)
+        specs = [spec for spec in SPECS if spec.peer is not None and spec.supports(problem)]
         estimators = {spec.label: partial(storch_gradient, storch, problem, spec.peer(storch, spec.samples(cfg)))
                       for spec in specs}
         runs[key] = collect(estimators, {spec.label: spec.warmup for spec in specs}, cfg.replicates,
@@ -605,6 +720,8 @@ def variance_rows(problem: Problem, ours: Dict[str, GradStats], theirs: Dict[str
     """Rows of one problem's variance table: each scgrad estimator, then its Storchastic twin."""
     rows = []
     for spec in SPECS:
+        if not spec.supports(problem):
+            continue
         rows.append(stats_row(spec.label, "scgrad", ours[spec.label], problem))
         peer = theirs.get(spec.label) if theirs else None
         if isinstance(peer, GradStats):
@@ -644,7 +761,7 @@ def summarize_problem(problem: Problem, ours: Dict[str, Dict[str, list]], theirs
                       cfg: Config) -> tuple:
     """GradStats for scgrad's and Storchastic's runs on one problem, ratios attached."""
     exact = problem.exact_gradient()
-    evals = {spec.label: spec.evaluations(problem, cfg) for spec in SPECS}
+    evals = {spec.label: spec.evaluations(problem, cfg) for spec in SPECS if spec.supports(problem)}
     mine = {label: grad_stats(run, exact, evals[label]) for label, run in ours.items()}
     peer: Dict[str, Any] = {}
     for label, run in (theirs or {}).items():
@@ -662,7 +779,11 @@ def variance_section(ours: Dict[str, Any], peer: Dict[str, Any], cfg: Config) ->
         "",
         f"Up to {cfg.replicates} independent gradient estimates per row (at most {cfg.max_seconds:.0f} s "
         f"per problem and library; column 'estimates'), each from {cfg.samples} cost "
-        "evaluations (Enumerate: the K points of the support, exact). Exact gradients: autograd on "
+        "evaluations (column 'cost evals': Enumerate, the K points of the support, exact; ARM and "
+        f"DisARM, {cfg.samples // 2} antithetic pairs; REBAR, {cfg.samples // 3} samples of 3 points "
+        "each, the hard one and two relaxed; RELAX, one evaluation per sample plus its control "
+        "variate, an MLP (width → 16 → 1) trained on the estimate's variance with Adam 1e-2 during "
+        "300 discarded warm-up estimates and while the estimates are taken). Exact gradients: autograd on "
         "the closed-form expectation. bias = mean − exact; MC s.e. = sqrt(variance / replicates), the "
         "size an unbiased estimator's measured bias should have (|bias| ≲ 2 s.e.). Relaxed estimators "
         "(GumbelSoftmax, StraightThrough) evaluate the cost at the relaxed / straight-through sample: "

@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "estimators.py"
-ESTIMATOR_ROWS = ["ScoreFunction", "ScoreFunction + LeaveOneOut", "ScoreFunction + MovingAverage(0.9)",
-                  "Enumerate", "GumbelSoftmax(t=0.5)", "GumbelSoftmax(t=1.0)", "StraightThrough"]
+#: estimator -> scgrad rows expected: one per problem it supports (5 problems: three Bernoulli toys,
+#: 200 bits, a Categorical)
+ESTIMATOR_ROWS = {"ScoreFunction": 5, "ScoreFunction + LeaveOneOut": 5, "ScoreFunction + MovingAverage(0.9)": 5,
+                  "Enumerate": 4, "GumbelSoftmax(t=0.5)": 4, "GumbelSoftmax(t=1.0)": 4, "StraightThrough": 4,
+                  "ARM": 4, "DisARM": 4, "REBAR(t=0.5, η=1)": 5, "RELAX (MLP control variate)": 5}
 
 
 def _storch_installed() -> bool:
@@ -32,17 +35,17 @@ def test_quick_run_writes_the_estimators_section(tmp_path):
     assert text.count("<!-- estimators:start -->") == 1 and text.count("<!-- estimators:end -->") == 1
     for heading in ["## Estimators", "### Overhead: one REINFORCE training step",
                     "### Gradient variance at matched cost evaluations", "#### Bernoulli toy",
-                    "#### Categorical latent"]:
+                    "#### 200 bits", "#### Categorical latent"]:
         assert heading in text
     assert "--quick" in text and "torch " in text  # the command and the machine are recorded
 
     for batch in ["64", "4096"]:  # overhead rows: | threads | batch | variant | rounds | ...
         for variant in ["hand-written", "scgrad tracked", "scgrad untracked"]:
             assert re.search(rf"\| 1 \| {batch} \| {variant} \| \d+ \| \d+ \|", text), (batch, variant)
-    for label in ESTIMATOR_ROWS:  # one scgrad row per problem
-        assert sum("| scgrad |" in row for row in _table_rows(text, label)) == 2, label
+    for label, problems in ESTIMATOR_ROWS.items():  # one scgrad row per problem it supports
+        assert sum("| scgrad |" in row for row in _table_rows(text, label)) == problems, label
     if _storch_installed():
-        assert sum("| storchastic | 8 |" in row for row in _table_rows(text, "ScoreFunction")) == 2
+        assert sum("| storchastic | 8 |" in row for row in _table_rows(text, "ScoreFunction")) == 5
         assert "| 1 | 4096 | storchastic |" in text
 
 
