@@ -1,9 +1,12 @@
-"""Smoke test of benchmarks/estimators.py: the --quick run writes its section and keeps the rest."""
+"""Smoke tests of the estimator benchmarks (estimators.py, long_sequences.py,
+estimator_models.py): each --quick run writes its section and keeps the rest."""
 import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "estimators.py"
 #: estimator -> scgrad rows expected: one per problem it supports (5 problems: three Bernoulli toys,
@@ -68,3 +71,26 @@ def test_long_sequences_quick_run_writes_its_table(tmp_path):
         assert hand > 0 and ours > 0 and low <= ratio <= high
         assert abs(ratio - ours / hand) <= 0.01 + 0.01 * ratio  # the ratio is of the medians shown
     assert "python benchmarks/long_sequences.py --quick" in text
+
+
+def test_estimator_models_quick_run_writes_both_tables(tmp_path):
+    """benchmarks/estimator_models.py --quick: a VAE row per model and estimator, a logistic
+    regression row per estimator, finite numbers, the command."""
+    import pytest
+
+    pytest.importorskip("mlxtend")
+    pytest.importorskip("sklearn")
+    script = SCRIPT.parent / "estimator_models.py"
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--models", "linear", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    vae = [line for line in text.splitlines() if line.startswith("| linear |")]
+    assert len(vae) == 8 and any("| DisARM | 2 | 20 |" in row for row in vae)
+    logistic = [line for line in text.splitlines() if re.match(r"\| (ScoreFunction|Reparam|MeasureValued)", line)]
+    assert len(logistic) == 4 and "| MeasureValued | 4,700 | 20 |" in text
+    for row in vae + logistic:
+        numbers = [float(x.replace(",", "")) for x in re.findall(r"-?[\d,]+\.?\d*(?:e[+-]\d+)?", row.split("|", 3)[-1])]
+        assert all(np.isfinite(numbers)), row
+    assert "python benchmarks/estimator_models.py --quick --models linear" in text

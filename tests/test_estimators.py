@@ -305,3 +305,14 @@ def test_custom_estimator_is_short_and_matches_score_function_with_constant_base
     assert close(l1, l2) and close(g1, g2) and close(h1, h2)
     p = torch.softmax(theta.detach(), -1)
     assert close(g1, (F.one_hot(k1, 3) - p) * (table[k1] - 1.5)[:, None] / B)
+
+
+@pytest.mark.parametrize("estimator", [GumbelSoftmax(0.5), GumbelSoftmax(0.5, hard=True), StraightThrough()], ids=repr)
+def test_relaxed_estimators_take_a_vector_of_bits_inside_independent(estimator):
+    logits = torch.zeros(4, 6, requires_grad=True)
+    with sg.Graph() as g:
+        b = g.sample("b", torch.distributions.Independent(Bernoulli(logits=logits), 1), estimator=estimator)
+        g.cost("c", (b * torch.arange(6.0)).sum(-1))
+    assert b.shape == (4, 6) and g["b"].shape == (4,)
+    (grad,) = torch.autograd.grad(g.surrogate(), logits)
+    assert grad.abs().sum() > 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import (Bernoulli, Categorical, Distribution, OneHotCategorical,
+from torch.distributions import (Bernoulli, Categorical, Distribution, Independent, OneHotCategorical,
                                  RelaxedBernoulli, RelaxedOneHotCategorical)
 
 from ..errors import GraphError
@@ -12,14 +12,17 @@ from ..protocol import Draw, DrawContext, Estimator
 _SUPPORTED = (Bernoulli, Categorical, OneHotCategorical)
 
 
-def _check(estimator: Estimator, dist: Distribution, ctx: DrawContext) -> None:
-    if not isinstance(dist, _SUPPORTED):
+def _check(estimator: Estimator, dist: Distribution, ctx: DrawContext) -> Distribution:
+    """The distribution to relax: ``dist``, or the Bernoulli inside an ``Independent``."""
+    base = dist.base_dist if isinstance(dist, Independent) and isinstance(dist.base_dist, Bernoulli) else dist
+    if not isinstance(base, _SUPPORTED):
         raise GraphError(
-            f"node '{ctx.name}': {type(estimator).__name__} supports Bernoulli, Categorical and "
-            f"OneHotCategorical, not {type(dist).__name__}"
+            f"node '{ctx.name}': {type(estimator).__name__} supports Bernoulli (also inside Independent), "
+            f"Categorical and OneHotCategorical, not {type(dist).__name__}"
         )
     if ctx.value is not None:
         raise GraphError(f"node '{ctx.name}': {type(estimator).__name__} cannot score a given value")
+    return base
 
 
 class GumbelSoftmax(Estimator):
@@ -43,7 +46,7 @@ class GumbelSoftmax(Estimator):
         self.hard = hard
 
     def draw(self, dist: Distribution, ctx: DrawContext) -> Draw:
-        _check(self, dist, ctx)
+        dist = _check(self, dist, ctx)
         t = torch.as_tensor(self.temperature, dtype=dist.logits.dtype, device=dist.logits.device)
         if isinstance(dist, Bernoulli):
             soft = RelaxedBernoulli(t, logits=dist.logits).rsample()
@@ -68,7 +71,7 @@ class StraightThrough(Estimator):
     unbiased = False
 
     def draw(self, dist: Distribution, ctx: DrawContext) -> Draw:
-        _check(self, dist, ctx)
+        dist = _check(self, dist, ctx)
         probs = dist.probs
         if isinstance(dist, Bernoulli):
             hard = dist.sample()
