@@ -26,13 +26,16 @@ def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, Co
     for name, node in stochastic.items():
         if node.log_prob is not None:
             by_rank[node.log_prob.dim()] = by_rank.get(node.log_prob.dim(), 0) | 1 << ancestry.bit[name]
+    lower_than: Dict[int, int] = {}  # cost rank -> the scored nodes of lower rank
     for cost in costs.values():
         shape = cost.value.shape
-        lower = 0
-        for rank, bits in by_rank.items():
-            if rank < len(shape):
-                lower |= bits
-        for name in sorted(ancestry.names_of(ancestry.upstream[cost.name] & lower), key=ancestry.bit.get):
+        lower = lower_than.get(len(shape))
+        if lower is None:
+            lower = lower_than[len(shape)] = sum(bits for rank, bits in by_rank.items() if rank < len(shape))
+        suspects = ancestry.upstream[cost.name] & lower
+        if not suspects:
+            continue
+        for name in sorted(ancestry.names_of(suspects), key=ancestry.bit.get):
             node = stochastic[name]
             if not layout.only_points(shape, node.log_prob.dim()):
                 raise ShapeError(

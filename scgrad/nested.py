@@ -14,7 +14,6 @@ thousand-member set take nanoseconds, so the bookkeeping is linear in practice a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
@@ -40,16 +39,18 @@ def lowest(bits: int) -> int:
     return (bits & -bits).bit_length() - 1
 
 
-@dataclass(frozen=True)
 class Sum:
     """A set's sum: ``stack[row]``, or ``stack`` itself when ``row`` is ``None``.
 
     Sets on one run share ``stack`` ([run length, *shape]): callers can then batch their work
-    over the rows instead of indexing each (see ``surrogate``).
+    over the rows instead of indexing each (see ``surrogate``). (A plain class with slots: one
+    is made per set, thousands per graph.)
     """
 
-    stack: torch.Tensor
-    row: Optional[int] = None
+    __slots__ = ("stack", "row")
+
+    def __init__(self, stack: torch.Tensor, row: Optional[int] = None) -> None:
+        self.stack, self.row = stack, row
 
     def tensor(self) -> torch.Tensor:
         """The sum as a tensor of the items' (broadcast) shape."""
@@ -98,8 +99,11 @@ def nested_sums(sets: Iterable[int], item: Callable[[int], torch.Tensor], drop: 
             total = items[0] if not root else sums[root].tensor() + items[0]
             sums[run[0]] = Sum(total)
             continue
-        shape = broadcast_shapes(*(x.shape for x in items))
-        stacked = torch.stack([x if x.shape == shape else x.expand(shape) for x in items]).cumsum(0)
+        shape = items[0].shape
+        if any(x.shape != shape for x in items):
+            shape = broadcast_shapes(*(x.shape for x in items))
+            items = [x if x.shape == shape else x.expand(shape) for x in items]
+        stacked = torch.stack(items).cumsum(0)
         if root:
             stacked = stacked + sums[root].tensor()
         for row, s in enumerate(run):

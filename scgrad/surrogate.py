@@ -16,7 +16,7 @@ no tensor operation of its own.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -82,9 +82,9 @@ class _Weights:
         shapes = [x[name].shape for x in (self.scores, self.logs) if name in x]
         return shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes)
 
-    def target(self, bits: int, shape: torch.Size, what: str) -> torch.Size:
+    def target(self, bits: int, shape: torch.Size, what: Callable[[], str]) -> torch.Size:
         """The shape of exp(τ(bits))·x for x of ``shape``: x's, widened by the points of the
-        nodes in ``bits`` that have several (an enumerated support)."""
+        nodes in ``bits`` that have several (an enumerated support). ``what()`` names x for errors."""
         pointed = bits & self.pointed
         if not pointed:
             return shape
@@ -92,7 +92,7 @@ class _Weights:
         try:
             return broadcast_shapes(shape, *enumerated)
         except RuntimeError:
-            raise ShapeError(f"{what} has shape {tuple(shape)}, which does not broadcast with the "
+            raise ShapeError(f"{what()} has shape {tuple(shape)}, which does not broadcast with the "
                              f"enumerated nodes upstream of it (shapes {[tuple(s) for s in enumerated]})") from None
 
     def item(self, field: str, target: torch.Size):
@@ -100,8 +100,12 @@ class _Weights:
         (``"log_weight"``), aligned to ``target`` (``_Misaligned`` if it cannot be)."""
         table = self.scores if field == "score" else self.logs
 
+        names = self.ancestry.names
+
         def get(i: int) -> torch.Tensor:
-            x = table[self.ancestry.names[i]]
+            x = table[names[i]]
+            if x.shape == target:  # the common case, without align's checks
+                return x
             try:
                 return align(x, target, "")
             except ShapeError:
@@ -124,8 +128,8 @@ def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights
     wanted: Dict[torch.Size, Tuple[List[int], List[int]]] = {}
     for key, members in groups.items():
         bits, shape = key
-        values[key] = _add([v for _, v in members])
-        targets[key] = weights.target(bits, shape, " + ".join(label for label, _ in members))
+        values[key] = members[0][1] if len(members) == 1 else _add([v for _, v in members])
+        targets[key] = weights.target(bits, shape, lambda: " + ".join(label for label, _ in members))
         scores, logs = wanted.setdefault(targets[key], ([], []))
         scores.append(bits & weights.scored)
         logs.append(bits & weights.logged)
