@@ -75,3 +75,17 @@ def test_the_progress_bar_counts_the_runs_units():
     bar = ProgressBar(100, stream=stream, unit="Examples")
     bar.update(100)
     assert "100/100 examples" in stream.getvalue() and "examples/s" in stream.getvalue()
+
+
+def test_a_run_stops_at_its_goal_with_that_epoch_checkpointed(tmp_path, cpu_threads):
+    """``until``: checked after each epoch; the first epoch it holds is the last, checkpointed."""
+    epochs = []
+    training = regression(Settings(examples=320))
+    inner = training.epoch
+    training.epoch = lambda i, start, stop: (epochs.append(i), inner(i, start, stop))[1]
+    rows, stopped = run(training, tmp_path, until=lambda: len(epochs) == 3)
+    assert stopped and [r["Epoch"] for r in rows] == ["1", "2", "3"]
+    from scgrad.rl.run.checkpoint import read_checkpoint
+    assert read_checkpoint(tmp_path)[0]["epoch"] == 3
+    rows, stopped = run(regression(Settings(examples=320)), tmp_path / "never", until=lambda: False)
+    assert not stopped and len(rows) == 10

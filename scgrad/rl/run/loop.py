@@ -69,8 +69,12 @@ class Training:
 
 
 def run(training: Training, out_dir: Optional[str] = None, resume: bool = False, progress: bool = False,
-        stop_after: Optional[int] = None) -> Tuple[List[Dict[str, str]], bool]:
+        stop_after: Optional[int] = None, until: Optional[Callable[[], bool]] = None
+        ) -> Tuple[List[Dict[str, str]], bool]:
     """Run (or resume) the epochs; returns (progress rows, whether it stopped early).
+
+    ``stop_after``: stop after this epoch. ``until``: a goal checked after every epoch; once it
+    holds, that epoch is checkpointed and the run stops (a task solved).
 
     The folder is locked for this process while it trains. A checkpoint is written every
     ``config.checkpoint_every`` epochs and after the last one, after that epoch's row is in
@@ -94,7 +98,8 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
         if folder.path is not None and getattr(t.config, "tensorboard", False) and tensorboard.available():
             events = tensorboard.TensorBoardLog(folder.path, t.count)
         t0 = time.perf_counter() - elapsed
-        while done < t.steps and (stop_after is None or epoch < stop_after):
+        reached = False
+        while done < t.steps and (stop_after is None or epoch < stop_after) and not reached:
             epoch, start, done = epoch + 1, done, min(done + t.steps_per_epoch, t.steps)
             info = _checked_epoch(t, epoch, start, done, folder)
             stats = episode_stats(*t.runner.pop_episodes()) if t.runner is not None else {}
@@ -102,7 +107,8 @@ def run(training: Training, out_dir: Optional[str] = None, resume: bool = False,
             folder.log(row)
             if events is not None:
                 events.log(row)
-            last = done == t.steps or epoch == stop_after
+            reached = until is not None and until()
+            last = done == t.steps or epoch == stop_after or reached
             if folder.path is not None and (epoch % t.config.checkpoint_every == 0 or last):
                 save_checkpoint(folder.path, _capture(t, epoch, done, row["Time"]), _record(t, epoch))
             if bar:
