@@ -31,7 +31,7 @@ import scgrad as sg
 from scgrad.baselines import Learned
 from scgrad.estimators import ScoreFunction
 
-from memory import make_tape
+from memory import initial_cells, make_tape
 from tasks import SYMBOLS, Batch
 
 MOVES = (-1, 0, 1)
@@ -52,6 +52,9 @@ class MachineSettings:
         action_scale: the action logits are scaled by this (the original: 0.01–0.03), so the
             policy starts near uniform and moves slowly.
         forward_only: the input head cannot move back (``forward_reverse``).
+        memory: ``sampled`` (the RL-NTM: a head at one cell, moved by sampled actions) or
+            ``soft`` (an NTM-style head: attention weights over all N cells, shifted by the
+            move probabilities, reading and writing every cell in proportion).
     """
 
     hidden: int = 25
@@ -61,6 +64,7 @@ class MachineSettings:
     direct_access: bool = False
     action_scale: float = 0.03
     forward_only: bool = False
+    memory: str = "sampled"
 
 
 class Controller(nn.Module):
@@ -110,6 +114,64 @@ def around(position: torch.Tensor, reach: int, length: int) -> torch.Tensor:
     return (position.unsqueeze(-1) + torch.arange(-reach, reach + 1)) % length
 
 
+class SampledHead:
+    """The RL-NTM's memory head: at one cell, moved −1/0/+1 by a sampled action."""
+
+    def __init__(self, s: MachineSettings, batch: int, steps: int, exact: bool) -> None:
+        self.s, self.tape = s, make_tape(batch, s.cells, s.width, steps, exact)
+        self.position = torch.zeros(batch, dtype=torch.long)
+
+    def read(self) -> torch.Tensor:
+        """The cells around the head: [..., B, 2·reach + 1, width]."""
+        return self.tape.read(around(self.position, self.s.read_range, self.s.cells))
+
+    def write(self, value: torch.Tensor) -> None:
+        """Make ``value`` [..., B, width] the cell under the head."""
+        self.tape.write(self.position, value)
+
+    def choose(self, logits: torch.Tensor, act) -> torch.Tensor:
+        """The move [..., B], sampled (``act``: a score-function node)."""
+        return act(logits)
+
+    def move(self, choice: torch.Tensor) -> None:
+        self.position = self.position + torch.tensor(MOVES)[choice]
+
+    @staticmethod
+    def encode(choice: torch.Tensor) -> torch.Tensor:
+        """The move as the controller's next input: one-hot [..., B, 3]."""
+        return F.one_hot(choice, 3)
+
+
+class SoftHead:
+    """An NTM-style head for comparison: weights over all N cells (a one-hot start), reads and
+    writes in proportion, shifted by the move probabilities — differentiable, no sampling, and
+    O(N) per step."""
+
+    def __init__(self, s: MachineSettings, batch: int, steps: int, exact: bool) -> None:
+        self.s = s
+        self.memory = initial_cells(s.cells, s.width).expand(batch, -1, -1)     # [B, N, width]
+        self.weights = F.one_hot(torch.zeros(batch, dtype=torch.long), s.cells).float()  # [B, N]
+
+    def read(self) -> torch.Tensor:
+        shifted = torch.stack([self.weights.roll(k, -1) for k in range(self.s.read_range, -self.s.read_range - 1, -1)], -2)
+        return shifted @ self.memory                                             # [B, R, width]
+
+    def write(self, value: torch.Tensor) -> None:
+        w = self.weights.unsqueeze(-1)
+        self.memory = self.memory * (1 - w) + w * value.unsqueeze(-2)
+
+    def choose(self, logits: torch.Tensor, act) -> torch.Tensor:
+        """The move probabilities P(−1), P(0), P(+1) [B, 3] (nothing sampled)."""
+        return torch.softmax(logits, -1)
+
+    def move(self, p: torch.Tensor) -> None:
+        self.weights = sum(p[..., i:i + 1] * self.weights.roll(step, -1) for i, step in enumerate(MOVES))
+
+    @staticmethod
+    def encode(p: torch.Tensor) -> torch.Tensor:
+        return p
+
+
 def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool = False,
         exact: bool = False) -> Episode:
     """Run the machine on a batch for its step budget; with ``graph``, record every sampled
@@ -122,15 +184,15 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
     rows = torch.arange(B)
     tape_onehot = F.one_hot(batch.tape, SYMBOLS).float()                # [B, L, S]
     steps = int(batch.steps.max())
-    memory = make_tape(B, s.cells, s.width, steps, exact)
+    head = (SampledHead if s.memory == "sampled" else SoftHead)(s, B, steps, exact)
     h = c = torch.zeros(B, s.hidden)
     _, (reader, _) = model.tape_reader(tape_onehot.flip(1).transpose(0, 1))
-    in_pos = mem_pos = out_pos = torch.zeros(B, dtype=torch.long)
+    in_pos = out_pos = torch.zeros(B, dtype=torch.long)
     previous = torch.zeros(B, 2 * len(MOVES) + 2)
     episode = Episode([], [], [])
     for t in range(steps):
         symbols = tape_onehot[rows[:, None], around(in_pos, s.read_range, width)]    # [..., B, R, S]
-        cells = memory.read(around(mem_pos, s.read_range, s.cells))                 # [..., B, R, width]
+        cells = head.read()                                                         # [..., B, R, width]
         lead = torch.broadcast_shapes(symbols.shape[:-2], cells.shape[:-2], previous.shape[:-1])  # [..., B]
         x = torch.cat([symbols.flatten(-2).expand(*lead, -1), cells.flatten(-2).expand(*lead, -1),
                        previous.expand(*lead, -1)], -1)
@@ -145,7 +207,7 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
         out_logits = out_logits.masked_fill(torch.stack([must, cannot], -1), -torch.inf)
         features = torch.cat([h, reader[0].expand(*h.shape[:-1], -1)], -1).detach()
         in_move = _act(graph, f"in{t}", in_logits, model, features, greedy)
-        mem_move = _act(graph, f"mem{t}", mem_logits, model, features, greedy)
+        mem_move = head.choose(mem_logits, lambda lg: _act(graph, f"mem{t}", lg, model, features, greedy))
         write = _act(graph, f"out{t}", out_logits, model, features, greedy)
         # memory write at the head, then the prediction from the state and the cells
         gate, content = torch.sigmoid(model.gate(h)), torch.tanh(model.content(h))
@@ -153,10 +215,10 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
         new = gate * here + content
         if s.direct_access:
             new = new + (torch.sigmoid(model.write_gates(h)).unsqueeze(-1) * symbols).sum(-2)
-        memory.write(mem_pos, new)
+        head.write(new)
         symbol_logits = model.symbol(h)
         if s.direct_access:
-            after = memory.read(around(mem_pos, s.read_range, s.cells))
+            after = head.read()
             gates = torch.sigmoid(model.read_gates(h)).unsqueeze(-1)
             reads = 2 * s.read_range + 1
             symbol_logits = symbol_logits + (gates[..., :reads, :] * after).sum(-2) \
@@ -175,11 +237,11 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
         # move the heads
         step_in = torch.tensor(MOVES)[in_move]
         in_pos = (in_pos + step_in) % width
-        mem_pos = mem_pos + torch.tensor(MOVES)[mem_move]
+        head.move(mem_move)
         out_pos = out_pos + scored.long()
-        lead = torch.broadcast_shapes(in_move.shape, mem_move.shape, write.shape)
-        previous = torch.cat([F.one_hot(a, k).expand(*lead, k) for a, k in ((in_move, 3), (mem_move, 3), (write, 2))],
-                             -1).float()
+        moves = [F.one_hot(in_move, 3), head.encode(mem_move), F.one_hot(write, 2)]
+        lead = torch.broadcast_shapes(*(m.shape[:-1] for m in moves))
+        previous = torch.cat([m.expand(*lead, m.shape[-1]).float() for m in moves], -1)
     return episode
 
 

@@ -208,3 +208,17 @@ def test_the_command_line_prints_its_last_line_resumes_exactly_and_refuses_bad_i
     capsys.readouterr()
     assert train.main(["--task", "sort", "--out", str(tmp_path / "x")]) == 2
     assert "--task must be one of" in capsys.readouterr().err
+
+
+def test_the_soft_memory_variant_reads_every_cell_and_samples_no_memory_move():
+    model = small_model(memory="soft")
+    batch = tasks.make_batch(tasks.TASKS["reverse"], [2, 5], torch.Generator().manual_seed(4))
+    graph = sg.Graph()
+    episode = machine.run(model, batch, graph)
+    assert not any(name.startswith("mem") for name in graph.nodes)
+    assert torch.equal(torch.stack(episode.written).sum(0), batch.lengths)
+    graph.surrogate().backward()
+    assert model.gate.weight.grad.abs().sum() > 0 and model.moves.weight.grad[3:6].abs().sum() > 0
+    head = machine.SoftHead(model.s, 2, 5, False)
+    head.move(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))  # +1 and −1: the weight moves one cell
+    assert head.weights[0, 1] == 1 and head.weights[1, -1] == 1

@@ -1,0 +1,204 @@
+"""RL-NTM: sampled memory against soft memory as the tape grows, and the tasks trained over seeds.
+
+    python benchmarks/rl_ntm.py --part scaling                 # time and memory per step, N = 16 … 4096
+    python benchmarks/rl_ntm.py --part train --task copy --seeds 0,1,2,3,4 --jobs 2
+    python benchmarks/rl_ntm.py --part report                  # only rewrite the section
+
+**Scaling.** The same controller and batch (64 Reverse examples at level 10), run for its whole
+step budget with forward and backward, with the RL-NTM's sampled memory head and with an
+NTM-style soft head (attention over every cell), for N = 16, 64, 256, 1,024, 4,096 cells:
+milliseconds per step (median of rounds that alternate the two), and the bytes autograd saves
+for the backward pass per step (counted with ``torch.autograd.graph.saved_tensors_hooks``: the
+memory a step costs). A plot goes to ``examples/rl_ntm/memory_scaling.png``.
+
+**Training.** ``examples/rl_ntm/train.py`` per task and seed in its own process (one torch
+thread), its result saved in ``benchmarks/rl_ntm_runs/<task>[-direct]-s<seed>.json``; the table
+gives, per task, the seeds solved, and over them the updates, held-out test error, minutes and
+training examples per second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _results import made_by, update_section  # noqa: E402
+
+EXAMPLE = HERE.parent / "examples" / "rl_ntm"
+RUNS = HERE / "rl_ntm_runs"
+START, END = "## RL-NTM", "<!-- end rl-ntm -->"
+CELLS = (16, 64, 256, 1024, 4096)
+
+
+# ------------------------------------------------------------------ scaling
+def scaling(rounds: int, cells: Sequence[int] = CELLS) -> Dict[str, Dict[int, dict]]:
+    """{memory kind: {N: {"ms_per_step", "saved_bytes_per_step"}}}."""
+    import torch
+
+    sys.path.insert(0, str(EXAMPLE))
+    import machine
+    import tasks
+
+    import scgrad as sg
+
+    torch.set_num_threads(1)
+    batch = tasks.make_batch(tasks.TASKS["reverse"], [10] * 64, torch.Generator().manual_seed(0))
+    steps = int(batch.steps.max())
+
+    def one(kind: str, n: int) -> tuple:
+        torch.manual_seed(0)
+        model = machine.Controller(machine.MachineSettings(memory=kind, cells=n))
+        saved = [0]
+
+        def pack(tensor):
+            saved[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        start = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            graph = sg.Graph(check_finite=False)
+            machine.run(model, batch, graph)
+            loss = graph.surrogate()
+        loss.backward()
+        return (time.perf_counter() - start) / steps * 1e3, saved[0] / steps
+
+    out: Dict[str, Dict[int, dict]] = {"sampled": {}, "soft": {}}
+    for n in cells:
+        times = {kind: [] for kind in out}
+        saved = {}
+        for r in range(rounds + 1):  # round 0 warms up
+            for kind in (out if r % 2 else reversed(list(out))):
+                ms, saved[kind] = one(kind, n)
+                if r:
+                    times[kind].append(ms)
+        for kind in out:
+            out[kind][n] = {"ms_per_step": float(np.median(times[kind])), "saved_bytes_per_step": saved[kind]}
+        print(n, {k: out[k][n] for k in out}, flush=True)
+    return out
+
+
+def plot(result: Dict[str, Dict[int, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for kind, style in (("sampled", "o-"), ("soft", "s--")):
+        cells = sorted(int(n) for n in result[kind])
+        axes[0].plot(cells, [result[kind][str(n) if str(n) in result[kind] else n]["ms_per_step"] for n in cells],
+                     style, label=f"{kind} memory")
+        axes[1].plot(cells, [result[kind][str(n) if str(n) in result[kind] else n]["saved_bytes_per_step"] / 1e6
+                             for n in cells], style, label=f"{kind} memory")
+    for ax, label in zip(axes, ("ms per step (forward + backward)", "MB saved for backward per step")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("memory cells N")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle("RL-NTM: a sampled head costs the same for any memory size (batch 64, Reverse)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ------------------------------------------------------------------ training
+def train_once(task: str, seed: int, direct: bool, updates: int, runs: Path) -> dict:
+    name = f"{task}{'-direct' if direct else ''}-s{seed}"
+    folder = runs / "folders" / name
+    command = [sys.executable, str(EXAMPLE / "train.py"), "--task", task, "--seed", str(seed),
+               "--direct-access", str(direct).lower(), "--updates", str(updates), "--no-progress"]
+    command += ["--resume", str(folder)] if (folder / "checkpoint.json").exists() else ["--out", str(folder)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
+    fields = dict(item.split("=") for item in done.stdout.strip().splitlines()[-1].split())
+    rows = (folder / "progress.csv").read_text().splitlines()
+    last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+    result = {"task": task, "direct_access": direct, "seed": seed, "solved": fields["solved"] == "true",
+              "updates": int(fields["updates"]), "test_error": float(fields["test_error"]), "level": int(fields["level"]),
+              "train_seconds": float(last["Time"]), "wall_seconds": time.perf_counter() - started,
+              "examples_per_s": float(np.mean([float(r.split(",")[rows[0].split(",").index("ExamplesPerSecond")])
+                                              for r in rows[1:]]))}
+    (runs / f"{name}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+    return result
+
+
+# ------------------------------------------------------------------ the section
+def section(runs: Path, command: str) -> str:
+    lines = [START, ""]
+    scaling_file = runs / "scaling.json"
+    if scaling_file.exists():
+        result = json.loads(scaling_file.read_text())
+        lines += ["Time and memory per step against the memory's size (batch 64 Reverse examples at level 10, "
+                  "forward and backward, one torch thread; the two kinds alternate in each round):", "",
+                  "| cells N | sampled ms/step | soft ms/step | sampled MB saved/step | soft MB saved/step |",
+                  "|---|---|---|---|---|"]
+        for n in sorted(result["sampled"], key=int):
+            a, b = result["sampled"][n], result["soft"][n]
+            lines.append(f"| {int(n):,} | {a['ms_per_step']:.2f} | {b['ms_per_step']:.2f} | "
+                         f"{a['saved_bytes_per_step'] / 1e6:.3f} | {b['saved_bytes_per_step'] / 1e6:.3f} |")
+        lines += ["", "![memory scaling](../examples/rl_ntm/memory_scaling.png)", ""]
+    saved = [json.loads(p.read_text()) for p in sorted(runs.glob("*-s*.json"))]
+    if saved:
+        groups: Dict[tuple, List[dict]] = {}
+        for r in saved:
+            groups.setdefault((r["task"], r["direct_access"]), []).append(r)
+        lines += ["Training (`examples/rl_ntm/train.py`, the original's curriculum, solved = past the last level "
+                  "with held-out per-symbol error below 0.2, greedy actions, at the task's longer test length):", "",
+                  "| task | direct access | seeds solved | updates (solved runs) | test error (all) | minutes | "
+                  "examples/s |", "|---|---|---|---|---|---|---|"]
+        for (task, direct), rs in sorted(groups.items()):
+            solved = [r for r in rs if r["solved"]]
+            updates = f"{np.mean([r['updates'] for r in solved]):,.0f}" if solved else "—"
+            lines.append(f"| {task} | {'yes' if direct else 'no'} | {len(solved)}/{len(rs)} | {updates} | "
+                         f"{np.mean([r['test_error'] for r in rs]):.3f} | "
+                         f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | "
+                         f"{np.mean([r['examples_per_s'] for r in rs]):,.0f} |")
+        lines.append("")
+    lines += made_by(command) + ["", END]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", default="scaling", help="scaling, train or report")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cells", default=",".join(map(str, CELLS)))
+    parser.add_argument("--task", default="copy")
+    parser.add_argument("--direct-access", action="store_true")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--updates", type=int, default=20000)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--runs", default=str(RUNS))
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    if args.part == "scaling":
+        result = scaling(args.rounds, [int(n) for n in args.cells.split(",")])
+        (runs / "scaling.json").write_text(json.dumps(result, indent=1))
+        plot(json.loads((runs / "scaling.json").read_text()), EXAMPLE / "memory_scaling.png")
+    elif args.part == "train":
+        todo = [int(s) for s in args.seeds.split(",")]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda seed: train_once(args.task, seed, args.direct_access, args.updates, runs), todo))
+    elif args.part != "report":
+        parser.error(f"--part must be scaling, train or report, got {args.part!r}")
+    command = "python benchmarks/rl_ntm.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    update_section(Path(args.out), section(runs, command.strip()), START, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
