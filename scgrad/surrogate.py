@@ -29,6 +29,12 @@ from .nodes import CostNode, StochasticNode
 from .protocol import Terms
 
 Group = Tuple[int, torch.Size]  # (bitset of the weighted nodes upstream, shape of the terms)
+Label = Tuple[str, str]         # ("cost", name), ("baseline of node", name), ...: for error messages
+
+
+def _describe(members: List[Tuple[Label, torch.Tensor]]) -> str:
+    """The terms of a group, for an error message: "cost 'c' + baseline of node 'w'"."""
+    return " + ".join(f"{kind} '{name}'" for (kind, name), _ in members)
 
 
 def build(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], terms: Dict[str, Terms],
@@ -36,23 +42,23 @@ def build(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ter
     """The scalar surrogate (see the module docstring); ``terms`` holds the terms of every node
     upstream of some cost."""
     weights = _Weights(stochastic, terms, ancestry)
-    groups: Dict[Group, List[Tuple[str, torch.Tensor]]] = {}
+    groups: Dict[Group, List[Tuple[Label, torch.Tensor]]] = {}
+    mask, upstream_of = weights.mask, ancestry.upstream
 
-    def add(upstream: int, label: str, value: torch.Tensor) -> None:
-        groups.setdefault((upstream & weights.mask, value.shape), []).append((label, value))
-
-    for cost in costs.values():
-        add(ancestry.upstream[cost.name], f"cost '{cost.name}'", cost.value)
+    for cost in costs.values():  # the hot loop of long sequences: labels stay tuples until an error
+        groups.setdefault((upstream_of[cost.name] & mask, cost.value.shape), []).append((("cost", cost.name), cost.value))
     aux = []
     for name, t in terms.items():
-        upstream = ancestry.upstream[name]
+        upstream = upstream_of[name]
         if t.baseline is not None and weights.has(name):
-            label = f"baseline of node '{name}'"
-            b = t.baseline.expand(weights.shape(name))               # per sample, like ℓ
-            add(upstream, label, b)                                   # exp(τ_A)·b
-            add(upstream | 1 << ancestry.bit[name], label, -b)        # −exp(τ_A + ℓ)·b
+            b = t.baseline.expand(weights.shape(name))                                 # per sample, like ℓ
+            label = ("baseline of node", name)
+            groups.setdefault((upstream & mask, b.shape), []).append((label, b))       # exp(τ_A)·b
+            both = (upstream | 1 << ancestry.bit[name]) & mask
+            groups.setdefault((both, b.shape), []).append((label, -b))                 # −exp(τ_A + ℓ)·b
         if t.control_variate is not None:
-            add(upstream, f"control variate of node '{name}'", t.control_variate)
+            v = t.control_variate
+            groups.setdefault((upstream & mask, v.shape), []).append((("control variate of node", name), v))
         if t.aux_loss is not None:
             aux.append(t.aux_loss - t.aux_loss.detach())
     return _add(_weighted_terms(groups, weights, layout) + aux)
@@ -121,7 +127,7 @@ class _Misaligned(Exception):
         self.bit, self.shape = bit, shape
 
 
-def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights: _Weights,
+def _weighted_terms(groups: Dict[Group, List[Tuple[Label, torch.Tensor]]], weights: _Weights,
                     layout: Layout) -> List[torch.Tensor]:
     """Each group's reduced exp(τ)·(Σ terms); groups along one run of nested sets as one tensor."""
     values, targets = {}, {}
@@ -129,7 +135,7 @@ def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights
     for key, members in groups.items():
         bits, shape = key
         values[key] = members[0][1] if len(members) == 1 else _add([v for _, v in members])
-        targets[key] = weights.target(bits, shape, lambda: " + ".join(label for label, _ in members))
+        targets[key] = weights.target(bits, shape, lambda: _describe(members)) if bits & weights.pointed else shape
         scores, logs = wanted.setdefault(targets[key], ([], []))
         scores.append(bits & weights.scored)
         logs.append(bits & weights.logged)
@@ -139,7 +145,7 @@ def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights
             sums[target] = (nested_sums(scores, weights.item("score", target)),
                             nested_sums(logs, weights.item("log_weight", target)))
         except _Misaligned as bad:
-            culprit = next(" + ".join(label for label, _ in members) for (bits, _), members in groups.items()
+            culprit = next(_describe(members) for (bits, _), members in groups.items()
                            if targets[bits, _] == target and bits >> bad.bit & 1)
             raise ShapeError(
                 f"node '{weights.ancestry.names[bad.bit]}' (log-prob shape {tuple(bad.shape)}) upstream of "
@@ -152,7 +158,7 @@ def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights
         score_sums, log_sums = sums[targets[key]]
         score, log = score_sums.get(bits & weights.scored), log_sums.get(bits & weights.logged)
         if score is not None and log is None and score.row is not None and targets[key] == shape:
-            runs.setdefault((id(score.stack), shape), []).append((score.row, value))  # batched below
+            runs.setdefault((id(score.stack), shape), []).append((score.row, value, score.stack))  # batched below
             continue
         tau: Optional[torch.Tensor] = None
         if score is not None:
@@ -161,13 +167,12 @@ def _weighted_terms(groups: Dict[Group, List[Tuple[str, torch.Tensor]]], weights
         if log is not None:
             tau = log.tensor() if tau is None else tau + log.tensor()
         parts.append(layout.reduce(value if tau is None else torch.exp(tau) * value))
-    stacks = {id(s.stack): s.stack for score_sums, _ in sums.values() for s in score_sums.values()}
-    for (stack_id, _), rows in runs.items():
-        stack = stacks[stack_id]
-        index = [row for row, _ in rows]
+    for (_, _), rows in runs.items():
+        stack = rows[0][2]
+        index = [row for row, _, _ in rows]
         taus = stack if index == list(range(len(stack))) else stack[torch.tensor(index, device=stack.device)]
         boxed = torch.exp(taus - taus.detach())
-        parts.append(layout.reduce(boxed * torch.stack([v for _, v in rows]), stacked=True))
+        parts.append(layout.reduce(boxed * torch.stack([v for _, v, _ in rows]), stacked=True))
     return parts
 
 
