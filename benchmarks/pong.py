@@ -178,9 +178,9 @@ def _shown(path: Path) -> str:
 def section(command: str, karpathy_run: Path, runs: Path) -> str:
     saved = {p.stem: json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))}
     lines = [START, "",
-             "Protocol: ALE v5 (sticky actions 0.25, full games, 108k-frame cap) for PPO and the environment "
-             "speeds; Karpathy's agent plays as the blog's Pong-v0 (frame skip 2–4, sticky 0.25). Returns are "
-             "full-game, unclipped scores (−21…21).", ""]
+             "Protocol: stated with each PPO result (ALE v5: sticky actions 0.25; v4: none; both full games, "
+             "108k-frame cap); ALE v5 for the environment speeds; Karpathy's agent plays as the blog's Pong-v0 "
+             "(frame skip 2–4, sticky 0.25). Returns are full-game, unclipped scores (−21…21).", ""]
     if "speed" in saved:
         s = saved["speed"]
         lines += ["**Speed** (agent steps per second, one process, one torch thread, while another process "
@@ -208,8 +208,8 @@ def section(command: str, karpathy_run: Path, runs: Path) -> str:
                   f"settings; the blog: {BLOG}):", "",
                   "| episodes | running reward | hours |", "|---|---|---|",
                   *[f"| {e:,} | {r:.2f} | {h:.2f} |" for e, r, h in curve], ""]
-    if "ppo" in saved:
-        lines += _ppo_lines(saved["ppo"])
+    for key in sorted(k for k in saved if k.startswith("ppo")):  # one part per PPO run (ppo, ppo-v4, ...)
+        lines += _ppo_lines(saved[key])
     made = sorted({v.get("command", DEFAULT_COMMAND) for v in saved.values()} - {command})
     if made:
         lines += ["Earlier parts were made by:", "", "```bash", *made, "```", ""]
@@ -220,7 +220,10 @@ def section(command: str, karpathy_run: Path, runs: Path) -> str:
 def _ppo_lines(p: dict) -> list:
     """The PPO part of the section."""
     steps, hours, score = p["at_2h"]
-    lines = [f"**PPO from pixels** (`{p['env']}`, v5 protocol, `--cnn {p['cnn']}`, the atari preset, "
+    from scgrad.rl.atari_ids import describe_protocol
+
+    lines = [f"**PPO from pixels** (`{p['env']}`, protocol {describe_protocol(p['env'])}, `--cnn {p['cnn']}`, "
+             f"{p.get('settings_note', 'the atari preset')}, "
              f"2 torch threads; {p['steps']:,} steps in {p['hours']:.2f} h of training, "
              f"{p['steps_per_s']:,.0f} steps/s including updates). Training returns (full games, unclipped, "
              f"mean over the last {WINDOW:,} steps):", "",
@@ -251,6 +254,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ppo-run", default=str(EXAMPLES / "pretrained" / "ppo"))
     parser.add_argument("--ppo-2h", default=str(EXAMPLES / "pretrained" / "ppo-2h"))
     parser.add_argument("--eval-episodes", type=int, default=10, help="full games per PPO evaluation")
+    parser.add_argument("--ppo-label", default="ppo", help="the PPO run's name in the saved results (ppo, ppo-v4, ...)")
+    parser.add_argument("--ppo-note", default="the atari preset", help="how the PPO run was set up, for the text")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--runs", default=str(RUNS), help="folder of the saved measurements")
     args = parser.parse_args(argv)
@@ -276,8 +281,8 @@ def main(argv=None) -> int:
         print(result)
     if "ppo" in parts:
         result = {**ppo_learning(Path(args.ppo_run), Path(args.ppo_2h), args.eval_episodes, seed=1000),
-                  "command": command}
-        (runs / "ppo.json").write_text(json.dumps(result, indent=1))
+                  "command": command, "settings_note": args.ppo_note}
+        (runs / f"{args.ppo_label}.json").write_text(json.dumps(result, indent=1))
         print(result)
     update_section(Path(args.out), section(command, Path(args.karpathy_run), runs), START, END)
     return 0

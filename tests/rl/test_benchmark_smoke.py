@@ -292,7 +292,8 @@ def test_pong_benchmark_reports_a_ppo_run_and_evaluates_its_agent(tmp_path):
     game = result["eval_final"]
     assert game["steps"] == 256 and len(game["returns"]) == 1 and -21 <= game["returns"][0] <= 21
     text = "\n".join(bench._ppo_lines(result))
-    assert "**PPO from pixels** (`ALE/Pong-v5`, v5 protocol, `--cnn small`" in text and "won " in text
+    assert "**PPO from pixels** (`ALE/Pong-v5`, protocol v5 (sticky actions 0.25" in text and "`--cnn small`" in text
+    assert "won " in text
 
 
 def test_hard_attention_benchmark_saves_runs_and_writes_its_section(tmp_path):
