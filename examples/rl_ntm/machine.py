@@ -206,9 +206,10 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
         must, cannot = (left >= steps_left) & (left > 0), left <= 0                  # forced / forbidden writes
         out_logits = out_logits.masked_fill(torch.stack([must, cannot], -1), -torch.inf)
         features = torch.cat([h, reader[0].expand(*h.shape[:-1], -1)], -1).detach()
-        in_move = _act(graph, f"in{t}", in_logits, model, features, greedy)
-        mem_move = head.choose(mem_logits, lambda lg: _act(graph, f"mem{t}", lg, model, features, greedy))
-        write = _act(graph, f"out{t}", out_logits, model, features, greedy)
+        baseline = _Shared(model.baseline_head(features)) if graph is not None else None  # one prediction, 3 nodes
+        in_move = _act(graph, f"in{t}", in_logits, baseline, greedy)
+        mem_move = head.choose(mem_logits, lambda lg: _act(graph, f"mem{t}", lg, baseline, greedy))
+        write = _act(graph, f"out{t}", out_logits, baseline, greedy)
         # memory write at the head, then the prediction from the state and the cells
         gate, content = torch.sigmoid(model.gate(h)), torch.tanh(model.content(h))
         here = cells[..., s.read_range, :]                                          # the cell under the head
@@ -253,11 +254,21 @@ def _cell(cell: nn.LSTMCell, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) 
     return h2.reshape(*lead, -1), c2.reshape(*lead, -1)
 
 
-def _act(graph: Optional[sg.Graph], name: str, logits: torch.Tensor, model: Controller, features: torch.Tensor,
+class _Shared:
+    """The baseline's prediction of a step [..., B, 1], computed once and handed to each of the
+    step's three nodes as a ``Learned`` baseline (each regresses it onto its own credit)."""
+
+    def __init__(self, prediction: torch.Tensor) -> None:
+        self.prediction = prediction
+
+    def __call__(self, _inputs: object) -> torch.Tensor:
+        return self.prediction
+
+
+def _act(graph: Optional[sg.Graph], name: str, logits: torch.Tensor, baseline: Optional[_Shared],
          greedy: bool) -> torch.Tensor:
     """A sampled (or greedy) action [..., B]: a score-function node with the learned baseline."""
     dist = Categorical(logits=logits)
     if graph is None:
         return logits.argmax(-1) if greedy else dist.sample()
-    baseline = Learned(model.baseline_head, features)
-    return graph.sample(name, dist, estimator=ScoreFunction(baseline=baseline))
+    return graph.sample(name, dist, estimator=ScoreFunction(baseline=Learned(baseline, None)))
