@@ -163,7 +163,22 @@ def ppo_learning(run: Path, run_2h: Path, episodes: int, seed: int) -> dict:
             hours = float(next(r for r in rows if int(r["Epoch"]) == epoch)["Time"]) / 3600
             returns = evaluate(load_agent(folder), episodes, seed)
             result[f"eval_{name}"] = {"folder": _shown(folder), "steps": steps, "hours": hours, "returns": returns}
+            other = other_protocol_id(settings["env"])
+            if name == "2h" and other:  # the same agent under the game's other ALE protocol
+                result["eval_2h_other"] = {**result["eval_2h"], "env": other,
+                                           "returns": evaluate(load_agent(folder, env=other), episodes, seed)}
     return result
+
+
+def other_protocol_id(env: str):
+    """The same Atari game's id under the other ALE protocol (v4 ↔ v5), or None."""
+    from scgrad.rl.atari_ids import parse_atari_id
+
+    parsed = parse_atari_id(env)
+    if parsed is None or parsed[1] not in ("v4", "v5"):
+        return None
+    game = env.removeprefix("ALE/").removesuffix("-v5").removesuffix("NoFrameskip-v4")
+    return f"ALE/{game}-v5" if parsed[1] == "v4" else f"{game}NoFrameskip-v4"
 
 
 # ------------------------------------------------------------------ the section
@@ -234,11 +249,12 @@ def _ppo_lines(p: dict) -> list:
     if p.get("first_positive"):
         s, h, r = p["first_positive"]
         lines[-1] += f" First window above 0: {s:,} steps ({h:.2f} h)."
-    for name in ("2h", "final"):
+    for name in ("2h", "2h_other", "final"):
         e = p.get(f"eval_{name}")
         if e:
             r = np.array(e["returns"])
-            lines += ["", f"Evaluation of `{e['folder']}` (the agent after {e['steps']:,} steps, {e['hours']:.2f} h): "
+            where = f" under {e['env']} ({describe_protocol(e['env'])})" if "env" in e else ""
+            lines += ["", f"Evaluation of `{e['folder']}`{where} (the agent after {e['steps']:,} steps, {e['hours']:.2f} h): "
                       f"{len(r)} full games from seeds {p['eval_seed']}… (the policy's mode): mean **{r.mean():+.2f}** "
                       f"± {r.std():.2f}, won {int((r > 0).sum())} of {len(r)}; returns {', '.join(f'{x:+.0f}' for x in r)}."]
     return lines + [""]

@@ -8,6 +8,7 @@ Pong, ``examples/pong/karpathy.py``) through their entry here, so ``eval`` plays
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -69,6 +70,8 @@ def load_agent(run_dir: str | Path, env: Optional[str] = None,
         raise config_error(run_dir, error) from None
     check_env_id(run_dir, config.env, env)
     manifest, state = _read_matching_checkpoint(run_dir, algo, config.to_dict(), "steps")
+    if env is not None and env != config.env:  # the same game under the other ALE protocol
+        config = dataclasses.replace(config, env=env)
     own = manifest["run"].get("model") == "own"
     if own and actor_critic is None:
         raise RLError(f"{run_dir} was trained with a model of the user's own: load it from Python with the same "

@@ -15,6 +15,9 @@ from scgrad.testing import UnbiasednessError, assert_unbiased, exact_gradient, g
 
 FOLDER = Path(__file__).resolve().parents[2] / "examples" / "hard_attention"
 sys.path.insert(0, str(FOLDER))
+for _name in ("data", "ram", "train"):  # another example's module of the same name
+    if Path(getattr(sys.modules.get(_name), "__file__", None) or FOLDER / "x").parent != FOLDER:
+        del sys.modules[_name]
 import data  # noqa: E402
 import ram  # noqa: E402
 import train  # noqa: E402

@@ -38,3 +38,14 @@ def test_each_pretrained_agent_loads_and_plays_a_few_hundred_steps(folder):
     env.close()
     assert all(0 <= a < env.action_space.n for a in actions) and len(set(actions)) > 1  # it moves the paddle
     assert np.isfinite([p.float().sum().item() for p in agent.model.parameters()]).all()
+
+
+def test_the_strong_agent_beats_the_built_in_ai_in_a_full_game():
+    """pretrained/ppo, one full v4 game from seed 1000 (the first evaluation game of
+    benchmarks/pong.py, where it scores +12), the policy's mode: it wins."""
+    from scgrad.rl.run.evaluate import evaluate
+
+    agent = load_agent(PRETRAINED / "ppo")
+    assert agent.config.env == "PongNoFrameskip-v4"
+    (score,) = evaluate(agent, episodes=1, seed=1000)
+    assert score > 0, score

@@ -15,6 +15,9 @@ from scgrad.testing import UnbiasednessError, assert_unbiased, exact_gradient
 
 FOLDER = Path(__file__).resolve().parents[2] / "examples" / "rl_ntm"
 sys.path.insert(0, str(FOLDER))
+for _name in ("machine", "memory", "tasks", "train"):  # another example's module of the same name
+    if Path(getattr(sys.modules.get(_name), "__file__", None) or FOLDER / "x").parent != FOLDER:
+        del sys.modules[_name]
 import machine  # noqa: E402
 import memory  # noqa: E402
 import tasks  # noqa: E402

@@ -159,3 +159,20 @@ def test_the_command_line_trains_resumes_exactly_and_records_a_whole_game(tmp_pa
     out = capsys.readouterr().out
     assert video.stat().st_size > 10_000 and "episodes=1" in out
     assert float(out.split("return=")[1].split()[0]) in [float(-k) for k in range(22)] + [float(k) for k in range(22)]
+
+
+def test_an_agent_evaluates_under_the_other_ale_protocol_of_its_game_only(tmp_path):
+    """A run trained on PongNoFrameskip-v4 loads on ALE/Pong-v5 (the same screens and actions,
+    sticky), to be evaluated under either protocol; another game is refused in one line."""
+    from scgrad.rl.agents import load_agent
+    from scgrad.rl.algos.ppo import ppo
+    from scgrad.rl.errors import CheckpointError
+
+    ppo("PongNoFrameskip-v4", str(tmp_path / "v4"), steps=128, num_envs=2, steps_per_epoch=128, minibatch_size=64,
+        update_epochs=1, cnn="small", progress=False)
+    agent = load_agent(tmp_path / "v4", env="ALE/Pong-v5")
+    assert agent.config.env == "ALE/Pong-v5" and load_agent(tmp_path / "v4").config.env == "PongNoFrameskip-v4"
+    with pytest.raises(CheckpointError, match="--env ALE/Breakout-v5 is not the environment of the run"):
+        load_agent(tmp_path / "v4", env="ALE/Breakout-v5")
+    with pytest.raises(CheckpointError, match="is not the environment of the run"):
+        load_agent(tmp_path / "v4", env="Karpathy/Pong-v0")

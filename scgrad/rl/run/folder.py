@@ -214,6 +214,14 @@ def _read_config_file(path: str | os.PathLike) -> Tuple[str, Dict[str, Any], Dic
     return data.pop("algo"), data, run
 
 
+def other_protocol(recorded: str, given: str) -> bool:
+    """Whether ``given`` is ``recorded``'s Atari game under the other ALE protocol (v4/v5)."""
+    from scgrad.rl.atari_ids import parse_atari_id
+
+    a, b = parse_atari_id(recorded), parse_atari_id(given)
+    return a is not None and b is not None and a[0] == b[0] and {a[1], b[1]} <= {"v4", "v5"}
+
+
 def config_error(path: str | os.PathLike, error: ConfigError) -> ConfigError:
     """A settings error found in a run folder's config.json, naming the file and the fix."""
     return ConfigError(f"{Path(path) / CONFIG_FILE}: {error}; restore the file or train a new run")
@@ -222,8 +230,10 @@ def config_error(path: str | os.PathLike, error: ConfigError) -> ConfigError:
 def check_env_id(path: str | os.PathLike, recorded: str, given: Optional[str]) -> None:
     """Treat the environment id in a run folder as data: a ``module:Env`` id (which imports
     ``module``, possibly from the current folder) is used only if the user gives the same id
-    (``--env``); a given id must equal the recorded one."""
-    if given is not None and given != recorded:
+    (``--env``); a given id must equal the recorded one, or be the same Atari game under the
+    other ALE protocol (``PongNoFrameskip-v4`` ↔ ``ALE/Pong-v5``: the same screens and actions,
+    with or without sticky actions), to evaluate an agent under either."""
+    if given is not None and given != recorded and not other_protocol(recorded, given):
         raise CheckpointError(f"--env {given} is not the environment of the run in {path} ({recorded})")
     if ":" in recorded and given != recorded:
         raise CheckpointError(f"{Path(path) / CONFIG_FILE} names the environment '{_short(recorded, 80)}', which "
