@@ -181,7 +181,13 @@ def train_vae(name: str, nonlinear: bool, digits: torch.Tensor, steps: int, lr: 
         x = torch.bernoulli(digits[idx], generator=generator)           # dynamic binarisation
         start = time.perf_counter()
         optimizer.zero_grad()
-        backward(vae_loss(name, model, x, state), model, state)
+        try:
+            backward(vae_loss(name, model, x, state), model, state)
+        except ValueError as error:  # NaN parameters: the run diverged; report where
+            return {"estimator": name, "model": "nonlinear" if nonlinear else "linear", "steps": steps,
+                    "evaluations": VAE_ESTIMATORS[name][0], "elbo": float("nan"), "encoder_variance": float("nan"),
+                    "ms_per_step": seconds / max(step, 1) * 1e3, "diverged_at": step,
+                    "error": " ".join(str(error).split())[:80]}
         optimizer.step()
         seconds += time.perf_counter() - start
         if step >= steps - max(1, steps // 10):
@@ -272,6 +278,10 @@ def section(vae: List[dict], logistic: List[dict], settings: str, command: str) 
                   "| model | estimator | evals/step | steps | training ELBO | encoder grad variance | ms/step |",
                   "|---|---|---|---|---|---|---|"]
         for r in vae:
+            if "diverged_at" in r:
+                lines.append(f"| {r['model']} | {r['estimator']} | {r['evaluations']} | {r['steps']:,} | diverged at step "
+                             f"{r['diverged_at']:,} (NaN parameters) | — | {r['ms_per_step']:.1f} |")
+                continue
             lines.append(f"| {r['model']} | {r['estimator']} | {r['evaluations']} | {r['steps']:,} | {r['elbo']:.1f} "
                          f"| {r['encoder_variance']:.3g} | {r['ms_per_step']:.1f} |")
         lines.append("")

@@ -729,7 +729,7 @@ def variance_rows(problem: Problem, ours: Dict[str, GradStats], theirs: Dict[str
         elif isinstance(peer, str):
             rows.append([spec.label, "storchastic", f"failed: {peer}"] + [""] * 8)
         elif theirs and spec.peer is None:
-            rows.append([spec.label, "storchastic", "no equivalent"] + [""] * 8)
+            rows.append([spec.label, "storchastic", "not compared"] + [""] * 8)
     return rows
 
 
