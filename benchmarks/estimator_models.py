@@ -183,17 +183,17 @@ def train_vae(name: str, nonlinear: bool, digits: torch.Tensor, steps: int, lr: 
         optimizer.zero_grad()
         try:
             backward(vae_loss(name, model, x, state), model, state)
+            optimizer.step()
+            seconds += time.perf_counter() - start
+            if step >= steps - max(1, steps // 10):
+                elbos.append(single_sample_elbo(model, x))
+            if step in check_at:
+                variances.append(encoder_gradient_variance(name, model, fixed, state))
         except ValueError as error:  # NaN parameters: the run diverged; report where
             return {"estimator": name, "model": "nonlinear" if nonlinear else "linear", "steps": steps,
                     "evaluations": VAE_ESTIMATORS[name][0], "elbo": float("nan"), "encoder_variance": float("nan"),
                     "ms_per_step": seconds / max(step, 1) * 1e3, "diverged_at": step,
                     "error": " ".join(str(error).split())[:80]}
-        optimizer.step()
-        seconds += time.perf_counter() - start
-        if step >= steps - max(1, steps // 10):
-            elbos.append(single_sample_elbo(model, x))
-        if step in check_at:
-            variances.append(encoder_gradient_variance(name, model, fixed, state))
     return {"estimator": name, "model": "nonlinear" if nonlinear else "linear", "steps": steps,
             "evaluations": VAE_ESTIMATORS[name][0], "elbo": float(np.mean(elbos)),
             "encoder_variance": float(np.mean(variances)), "ms_per_step": seconds / steps * 1e3}
