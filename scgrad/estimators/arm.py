@@ -20,6 +20,7 @@ an estimate of anything (use ``ScoreFunction`` or ``Enumerate`` for Hessians).
 """
 from __future__ import annotations
 
+import abc
 import math
 from typing import Optional, Tuple
 
@@ -80,10 +81,10 @@ class _Antithetic(Estimator):
             gradient_term = gradient_term.sum(list(range(-event, 0)))
         return Terms(control_variate=gradient_term)
 
+    @abc.abstractmethod
     def coefficient(self, f_b: torch.Tensor, f_pair: torch.Tensor, b: torch.Tensor, b_pair: torch.Tensor,
                     logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The estimate of ∂E[f]/∂φ, elementwise [*batch, *event]."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
