@@ -68,7 +68,7 @@ class _Weights:
     """The log-weights of a graph's nodes: which nodes have one, and τ of any set of them."""
 
     def __init__(self, stochastic: Dict[str, StochasticNode], terms: Dict[str, Terms], ancestry: Ancestry):
-        self.terms, self.ancestry = terms, ancestry
+        self.ancestry = ancestry
         self.scores = {n: t.score for n, t in terms.items() if t.score is not None}
         self.logs: Dict[str, torch.Tensor] = {}  # the log-weight besides the score: the estimator's and the points'
         for n, t in terms.items():
