@@ -44,8 +44,8 @@ def credits(wanted: Iterable[str], stochastic: Dict[str, StochasticNode], costs:
                 scale = numel(shape) / max(numel(cost.value.shape), 1)
                 return c if scale == 1 else c * scale
 
-            sums = nested_sums((downstream[n] for n in names), scaled, drop="low")
-            values = {n: sums[downstream[n]].tensor() for n in names}
+            sums = nested_sums([downstream[n] for n in names], scaled, drop="low")
+            values = {n: s.tensor() for n, s in zip(names, sums)}
         for n in names:
             shared = _shared_dims(shape, downstream[n], shape_masks)
             out[n] = Credit(values[n], shared)

@@ -9,8 +9,9 @@ suffixes), and every run of sets that extend one another is summed by a single `
 their stacked items. A chain of T sets thus costs a stack and a cumsum, whatever T; sets that
 share nothing cost nothing beyond their own items.
 
-Sets are Python ints used as bitsets (bit i: item i): union, difference and hashing of a
-thousand-member set take nanoseconds, so the bookkeeping is linear in practice as well.
+Sets are Python ints used as bitsets (bit i: item i): union and difference of a thousand-member
+set take nanoseconds, and dicts of sets are keyed by ``key`` (the bitset's bytes, whose hash is
+well spread), so the bookkeeping is linear in practice as well.
 """
 from __future__ import annotations
 
@@ -57,55 +58,74 @@ class Sum:
         return self.stack if self.row is None else self.stack[self.row]
 
 
-def nested_sums(sets: Iterable[int], item: Callable[[int], torch.Tensor], drop: str = "high") -> Dict[int, Sum]:
-    """The sum of ``item(i)`` over the members i of each non-empty set in ``sets``.
+def key(bits: int) -> bytes:
+    """A dict key for a bitset: its bytes. Python hashes an int by its value modulo 2^61 − 1, so
+    the bitsets of nested sets ({0}, {0, 1}, …, or suffixes) share only 61 hash values, and a dict
+    or set of a thousand of them degrades to long probes through equal hashes."""
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+
+
+def nested_sums(sets: Iterable[int], item: Callable[[int], torch.Tensor], drop: str = "high") -> List[Optional[Sum]]:
+    """The sum of ``item(i)`` over the members i of each set in ``sets``.
 
     Args:
-        sets: bitsets; the empty set (0) is skipped (it has no sum).
+        sets: bitsets; the empty set (0) has no sum (``None``).
         item: the tensor of item i; items that meet in a sum must broadcast together.
         drop: ``"high"`` (each set extends the set less its highest member: prefixes) or
             ``"low"`` (suffixes).
 
     Returns:
-        {set: its ``Sum``} for every non-empty requested set (and the intermediate sets the
-        parent chains pass through, which are computed anyway).
+        One ``Sum`` per set of ``sets``, in order (``None`` for the empty set); equal sets share it.
     """
     take = highest if drop == "high" else lowest
-    parent: Dict[int, int] = {}
-    extra: Dict[int, int] = {}
+    ids: Dict[bytes, int] = {}   # key(set) -> its id; ids are given parents first
+    parent: List[int] = []       # id -> the parent's id (−1: the empty set)
+    extra: List[int] = []        # id -> the item the set adds to its parent
+    requested: List[int] = []    # the id of each of ``sets`` (−1: empty)
     for s in sets:
-        while s and s not in parent:
-            i = take(s)
-            parent[s], extra[s] = s ^ (1 << i), i
-            s = parent[s]
-    # A parent has one member fewer than its child: by size is an order parents-first.
-    order = sorted(parent, key=int.bit_count)
-    runs: List[List[int]] = []
-    run_of: Dict[int, int] = {}      # set -> index of its run
-    extended = set()                  # sets whose run was extended by a child already
-    for s in order:
-        p = parent[s]
-        if p and p not in extended and runs[run_of[p]][-1] == p:
-            runs[run_of[p]].append(s)
-            extended.add(p)
-        else:
-            runs.append([s])
-        run_of[s] = len(runs) - 1
-    sums: Dict[int, Sum] = {}
+        chain: List[int] = []    # s and its ancestors without an id, children first
+        found = -1
+        while s:
+            found = ids.get(key(s), -1)
+            if found >= 0:
+                break
+            chain.append(s)
+            s ^= 1 << take(s)
+        for member in reversed(chain):
+            ids[key(member)] = len(parent)
+            parent.append(found)
+            extra.append(take(member))
+            found = len(parent) - 1
+        requested.append(found)
+    runs = _runs(parent)
+    sums: List[Optional[Sum]] = [None] * len(parent)
     for run in runs:
         root = parent[run[0]]
         items = [item(extra[s]) for s in run]
         if len(run) == 1:
-            total = items[0] if not root else sums[root].tensor() + items[0]
-            sums[run[0]] = Sum(total)
+            sums[run[0]] = Sum(items[0] if root < 0 else sums[root].tensor() + items[0])
             continue
         shape = items[0].shape
         if any(x.shape != shape for x in items):
             shape = broadcast_shapes(*(x.shape for x in items))
             items = [x if x.shape == shape else x.expand(shape) for x in items]
         stacked = torch.stack(items).cumsum(0)
-        if root:
+        if root >= 0:
             stacked = stacked + sums[root].tensor()
         for row, s in enumerate(run):
             sums[s] = Sum(stacked, row)
-    return sums
+    return [sums[i] if i >= 0 else None for i in requested]
+
+
+def _runs(parent: List[int]) -> List[List[int]]:
+    """Sets (ids, parents first) grouped into runs that extend one another: a set joins its
+    parent's run when the parent ends it (each set is extended by at most one child)."""
+    runs: List[List[int]] = []
+    run_of: List[int] = []
+    for s, p in enumerate(parent):
+        if p >= 0 and runs[run_of[p]][-1] == p:
+            runs[run_of[p]].append(s)
+        else:
+            runs.append([s])
+        run_of.append(len(runs) - 1)
+    return runs

@@ -24,12 +24,36 @@ from ._shapes import align, broadcast_shapes
 from .ancestry import Ancestry
 from .errors import ShapeError
 from .layout import Layout
-from .nested import Sum, nested_sums
+from .nested import Sum, key, nested_sums
 from .nodes import CostNode, StochasticNode
 from .protocol import Terms
 
-Group = Tuple[int, torch.Size]  # (bitset of the weighted nodes upstream, shape of the terms)
-Label = Tuple[str, str]         # ("cost", name), ("baseline of node", name), ...: for error messages
+Label = Tuple[str, str]  # ("cost", name), ("baseline of node", name), ...: for error messages
+
+
+class _Group:
+    """Terms that share an upstream set of weighted nodes (a bitset) and a shape, with their labels."""
+
+    __slots__ = ("bits", "shape", "members")
+
+    def __init__(self, bits: int, shape: torch.Size) -> None:
+        self.bits, self.shape = bits, shape
+        self.members: List[Tuple[Label, torch.Tensor]] = []
+
+    def describe(self) -> str:
+        """The terms, for an error message: "cost 'c' + baseline of node 'w'"."""
+        return _describe(self.members)
+
+
+class _Groups(dict):
+    """The groups by (``nested.key`` of the bitset, shape)."""
+
+    def add(self, bits: int, label: Label, value: torch.Tensor) -> None:
+        k = (key(bits), value.shape)
+        group = self.get(k)
+        if group is None:
+            group = self[k] = _Group(bits, value.shape)
+        group.members.append((label, value))
 
 
 def _describe(members: List[Tuple[Label, torch.Tensor]]) -> str:
@@ -42,23 +66,21 @@ def build(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ter
     """The scalar surrogate (see the module docstring); ``terms`` holds the terms of every node
     upstream of some cost."""
     weights = _Weights(stochastic, terms, ancestry)
-    groups: Dict[Group, List[Tuple[Label, torch.Tensor]]] = {}
+    groups = _Groups()
     mask, upstream_of = weights.mask, ancestry.upstream
 
     for cost in costs.values():  # the hot loop of long sequences: labels stay tuples until an error
-        groups.setdefault((upstream_of[cost.name] & mask, cost.value.shape), []).append((("cost", cost.name), cost.value))
+        groups.add(upstream_of[cost.name] & mask, ("cost", cost.name), cost.value)
     aux = []
     for name, t in terms.items():
         upstream = upstream_of[name]
         if t.baseline is not None and weights.has(name):
             b = t.baseline.expand(weights.shape(name))                                 # per sample, like ℓ
             label = ("baseline of node", name)
-            groups.setdefault((upstream & mask, b.shape), []).append((label, b))       # exp(τ_A)·b
-            both = (upstream | 1 << ancestry.bit[name]) & mask
-            groups.setdefault((both, b.shape), []).append((label, -b))                 # −exp(τ_A + ℓ)·b
+            groups.add(upstream & mask, label, b)                                      # exp(τ_A)·b
+            groups.add((upstream | 1 << ancestry.bit[name]) & mask, label, -b)         # −exp(τ_A + ℓ)·b
         if t.control_variate is not None:
-            v = t.control_variate
-            groups.setdefault((upstream & mask, v.shape), []).append((("control variate of node", name), v))
+            groups.add(upstream & mask, ("control variate of node", name), t.control_variate)
         if t.aux_loss is not None:
             aux.append(t.aux_loss - t.aux_loss.detach())
     return _add(_weighted_terms(groups, weights, layout) + aux)
@@ -127,53 +149,48 @@ class _Misaligned(Exception):
         self.bit, self.shape = bit, shape
 
 
-def _weighted_terms(groups: Dict[Group, List[Tuple[Label, torch.Tensor]]], weights: _Weights,
-                    layout: Layout) -> List[torch.Tensor]:
+def _weighted_terms(groups: _Groups, weights: _Weights, layout: Layout) -> List[torch.Tensor]:
     """Each group's reduced exp(τ)·(Σ terms); groups along one run of nested sets as one tensor."""
-    values, targets = {}, {}
-    wanted: Dict[torch.Size, Tuple[List[int], List[int]]] = {}
-    for key, members in groups.items():
-        bits, shape = key
-        values[key] = members[0][1] if len(members) == 1 else _add([v for _, v in members])
-        targets[key] = weights.target(bits, shape, lambda: _describe(members)) if bits & weights.pointed else shape
-        scores, logs = wanted.setdefault(targets[key], ([], []))
-        scores.append(bits & weights.scored)
-        logs.append(bits & weights.logged)
-    sums: Dict[torch.Size, Tuple[Dict[int, Sum], Dict[int, Sum]]] = {}
-    for target, (scores, logs) in wanted.items():
-        try:
-            sums[target] = (nested_sums(scores, weights.item("score", target)),
-                            nested_sums(logs, weights.item("log_weight", target)))
-        except _Misaligned as bad:
-            culprit = next(_describe(members) for (bits, _), members in groups.items()
-                           if targets[bits, _] == target and bits >> bad.bit & 1)
-            raise ShapeError(
-                f"node '{weights.ancestry.names[bad.bit]}' (log-prob shape {tuple(bad.shape)}) upstream of "
-                f"{culprit} (shape {tuple(target)}): the shapes cannot be aligned; leading dimensions are "
-                "independent samples and must match (or be 1) across nodes and costs") from None
+    by_target: Dict[torch.Size, List[_Group]] = {}
+    for group in groups.values():
+        target = weights.target(group.bits, group.shape, group.describe) if group.bits & weights.pointed else group.shape
+        by_target.setdefault(target, []).append(group)
     parts: List[torch.Tensor] = []
-    runs: Dict[Tuple[int, torch.Size], List[Tuple[int, torch.Tensor]]] = {}
-    for key, value in values.items():
-        bits, shape = key
-        score_sums, log_sums = sums[targets[key]]
-        score, log = score_sums.get(bits & weights.scored), log_sums.get(bits & weights.logged)
-        if score is not None and log is None and score.row is not None and targets[key] == shape:
-            runs.setdefault((id(score.stack), shape), []).append((score.row, value, score.stack))  # batched below
-            continue
-        tau: Optional[torch.Tensor] = None
-        if score is not None:
-            s = score.tensor()
-            tau = s - s.detach()
-        if log is not None:
-            tau = log.tensor() if tau is None else tau + log.tensor()
-        parts.append(layout.reduce(value if tau is None else torch.exp(tau) * value))
-    for (_, _), rows in runs.items():
+    runs: Dict[Tuple[int, torch.Size], List[Tuple[int, torch.Tensor, torch.Tensor]]] = {}
+    for target, members in by_target.items():
+        for group, score, log in zip(members, *_taus(members, weights, target)):
+            value = group.members[0][1] if len(group.members) == 1 else _add([v for _, v in group.members])
+            if score is not None and log is None and score.row is not None and target == group.shape:
+                runs.setdefault((id(score.stack), target), []).append((score.row, value, score.stack))  # batched below
+                continue
+            tau: Optional[torch.Tensor] = None
+            if score is not None:
+                s = score.tensor()
+                tau = s - s.detach()
+            if log is not None:
+                tau = log.tensor() if tau is None else tau + log.tensor()
+            parts.append(layout.reduce(value if tau is None else torch.exp(tau) * value))
+    for rows in runs.values():
         stack = rows[0][2]
         index = [row for row, _, _ in rows]
         taus = stack if index == list(range(len(stack))) else stack[torch.tensor(index, device=stack.device)]
         boxed = torch.exp(taus - taus.detach())
         parts.append(layout.reduce(boxed * torch.stack([v for _, v, _ in rows]), stacked=True))
     return parts
+
+
+def _taus(groups: List[_Group], weights: _Weights, target: torch.Size) -> Tuple[List[Optional[Sum]], List[Optional[Sum]]]:
+    """For groups whose terms have shape ``target``: the sums of the scores and of the other
+    log-weights over each group's upstream set (``None`` where it has none)."""
+    try:
+        return (nested_sums([g.bits & weights.scored for g in groups], weights.item("score", target)),
+                nested_sums([g.bits & weights.logged for g in groups], weights.item("log_weight", target)))
+    except _Misaligned as bad:
+        culprit = next(g.describe() for g in groups if g.bits >> bad.bit & 1)
+        raise ShapeError(
+            f"node '{weights.ancestry.names[bad.bit]}' (log-prob shape {tuple(bad.shape)}) upstream of "
+            f"{culprit} (shape {tuple(target)}): the shapes cannot be aligned; leading dimensions are "
+            "independent samples and must match (or be 1) across nodes and costs") from None
 
 
 def _add(tensors: List[torch.Tensor]) -> torch.Tensor:

@@ -15,7 +15,7 @@ from torch.overrides import TorchFunctionMode
 import scgrad as sg
 from scgrad.baselines import Learned
 from scgrad.estimators import ScoreFunction
-from scgrad.nested import members, nested_sums
+from scgrad.nested import key, members, nested_sums
 
 B, K = 5, 3
 
@@ -141,8 +141,15 @@ def test_with_baselines_the_torch_calls_grow_linearly_not_quadratically():
 def test_nested_sums_equal_the_direct_sums_for_any_sets(sets, drop):
     items = torch.randn(9, 4, dtype=torch.float64)
     sums = nested_sums(sets, lambda i: items[i], drop=drop)
-    for s in sets:
-        assert torch.allclose(sums[s].tensor(), items[list(members(s))].sum(0))
+    assert len(sums) == len(sets)
+    for s, total in zip(sets, sums):
+        assert torch.allclose(total.tensor(), items[list(members(s))].sum(0))
+
+
+def test_nested_sums_of_the_empty_set_is_none_and_equal_sets_share_one_sum():
+    items = torch.randn(3, 2)
+    empty, a, b = nested_sums([0, 0b101, 0b101], lambda i: items[i])
+    assert empty is None and a is b
 
 
 def test_nested_prefixes_and_suffixes_share_one_stack():
@@ -151,5 +158,14 @@ def test_nested_prefixes_and_suffixes_share_one_stack():
     suffixes = [((1 << 50) - 1) ^ ((1 << t) - 1) for t in range(50)]
     for sets, drop in ((prefixes, "high"), (suffixes, "low")):
         sums = nested_sums(sets, lambda i: items[i], drop=drop)
-        assert len({id(sums[s].stack) for s in sets}) == 1
-        assert all(torch.allclose(sums[s].tensor(), items[list(members(s))].sum(0), atol=1e-5) for s in sets)
+        assert len({id(total.stack) for total in sums}) == 1
+        assert all(torch.allclose(total.tensor(), items[list(members(s))].sum(0), atol=1e-5)
+                   for s, total in zip(sets, sums))
+
+
+def test_bitset_keys_spread_the_hashes_of_nested_sets():
+    # Python hashes ints modulo 2^61 - 1: the prefixes of a 1000-node sequence share 61 hashes.
+    prefixes = [(1 << t) - 1 for t in range(1, 1001)]
+    assert len({hash(s) for s in prefixes}) == 61  # the negative control: why key() exists
+    assert len({hash(key(s)) for s in prefixes}) == 1000
+    assert len({key(s) for s in prefixes}) == 1000 and key(0) == b""
