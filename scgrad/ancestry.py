@@ -21,11 +21,18 @@ class Ancestry:
         names: stochastic node names in recording order (bit i is ``names[i]``).
         bit: name -> bit index, for stochastic nodes.
         upstream: every node's and cost's name -> bitset of the stochastic nodes upstream of it.
+        of_costs: bitset of the stochastic nodes upstream of at least one cost.
     """
 
     names: List[str]
     bit: Dict[str, int]
     upstream: Dict[str, int]
+    of_costs: int
+
+    def ordered(self, bits: int) -> List[str]:
+        """The node names in a bitset, in recording order."""
+        names = self.names
+        return [names[i] for i in members(bits)]
 
     def names_of(self, bits: int) -> FrozenSet[str]:
         """The node names in a bitset."""
@@ -44,9 +51,18 @@ def trace(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode]) -> 
     names = list(stochastic)
     bit = {name: i for i, name in enumerate(names)}
     upstream: Dict[str, int] = {}
-    for record in [*stochastic.values(), *costs.values()]:
-        bits = 0
-        for parent in record.parents:
-            bits |= (1 << bit[parent]) | upstream[parent]
-        upstream[record.name] = bits
-    return Ancestry(names, bit, upstream)
+    for record in stochastic.values():
+        upstream[record.name] = _union(record.parents, bit, upstream)
+    of_costs = 0
+    for record in costs.values():
+        upstream[record.name] = bits = _union(record.parents, bit, upstream)
+        of_costs |= bits
+    return Ancestry(names, bit, upstream, of_costs)
+
+
+def _union(parents: Iterable[str], bit: Dict[str, int], upstream: Dict[str, int]) -> int:
+    """The parents and everything upstream of them, as a bitset."""
+    bits = 0
+    for parent in parents:
+        bits |= (1 << bit[parent]) | upstream[parent]
+    return bits

@@ -62,7 +62,7 @@ def check_finite(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNod
                                                  [n.name for n, b in zip(nodes, bad[len(cost_list):]) if b]))
 
 
-def check_gradients(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ancestry: Ancestry,
+def check_gradients(stochastic: Dict[str, StochasticNode], ancestry: Ancestry,
                     no_grad: Set[str]) -> None:
     """Scored nodes upstream of a cost must have a log-prob with a gradient, when the
     surrogate is built with gradients on (a graph evaluated wholly under ``torch.no_grad()``,
@@ -72,11 +72,8 @@ def check_gradients(stochastic: Dict[str, StochasticNode], costs: Dict[str, Cost
     (an observed value under a constant distribution); it was lost if the node was sampled
     under ``torch.no_grad()``, or if the distribution's parameters require grad.
     """
-    upstream = 0
-    for cost in costs:
-        upstream |= ancestry.upstream[cost]
     lost: List[str] = []
-    for name in ancestry.names_of(upstream):
+    for name in ancestry.ordered(ancestry.of_costs):
         node = stochastic[name]
         if node.log_prob is None or node.log_prob.requires_grad:
             continue

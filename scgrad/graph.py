@@ -229,7 +229,7 @@ class Graph:
         if self._check_costs:
             check_finite(self._stochastic, self._costs)
         if torch.is_grad_enabled():
-            check_gradients(self._stochastic, self._costs, ancestry, self._no_grad)
+            check_gradients(self._stochastic, ancestry, self._no_grad)
         self._built = True
         return _surrogate.build(self._stochastic, self._costs, self._node_terms(ancestry), ancestry, self._layout)
 
@@ -270,15 +270,11 @@ class Graph:
 
     def _node_terms(self, ancestry: Ancestry) -> Dict[str, Terms]:
         """Each node's surrogate terms; nodes upstream of no cost contribute nothing."""
-        upstream = 0
-        for cost in self._costs:
-            upstream |= ancestry.upstream[cost]
-        scored = [name for name in ancestry.names_of(upstream)]
-        wanted = [name for name in scored if self._stochastic[name].estimator.needs_credit]
+        nodes = [self._stochastic[name] for name in ancestry.ordered(ancestry.of_costs)]
+        wanted = [node.name for node in nodes if node.estimator.needs_credit]
         whole = [name for name in wanted if self._stochastic[name].estimator.needs_differentiable_credit]
         credit = credits(wanted, self._stochastic, self._costs, ancestry, whole) if wanted else {}
-        return {name: self._stochastic[name].estimator.terms(self._stochastic[name], credit.get(name))
-                for name in sorted(scored, key=ancestry.bit.get)}
+        return {node.name: node.estimator.terms(node, credit.get(node.name)) for node in nodes}
 
     def __repr__(self) -> str:
         return (f"Graph({len(self._stochastic)} stochastic, {len(self._costs)} cost nodes, "

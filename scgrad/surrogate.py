@@ -91,16 +91,24 @@ class _Weights:
 
     def __init__(self, stochastic: Dict[str, StochasticNode], terms: Dict[str, Terms], ancestry: Ancestry):
         self.ancestry = ancestry
-        self.scores = {n: t.score for n, t in terms.items() if t.score is not None}
+        self.scores: Dict[str, torch.Tensor] = {}
         self.logs: Dict[str, torch.Tensor] = {}  # the log-weight besides the score: the estimator's and the points'
-        for n, t in terms.items():
-            points = stochastic[n].points
-            parts = [x for x in (t.log_weight, points.log_weight if points is not None else None) if x is not None]
-            if parts:
-                self.logs[n] = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-        self.scored, self.logged = ancestry.bits_of(self.scores), ancestry.bits_of(self.logs)
+        self.scored = self.logged = self.pointed = 0  # bitsets of the nodes with each
+        bit = ancestry.bit
+        for n, t in terms.items():  # one pass: graphs of long sequences have thousands of nodes
+            b = 1 << bit[n]
+            if t.score is not None:
+                self.scores[n] = t.score
+                self.scored |= b
+            log, points = t.log_weight, stochastic[n].points
+            if points is not None:
+                self.pointed |= b
+                if points.log_weight is not None:
+                    log = points.log_weight if log is None else log + points.log_weight
+            if log is not None:
+                self.logs[n] = log
+                self.logged |= b
         self.mask = self.scored | self.logged
-        self.pointed = ancestry.bits_of(n for n in terms if stochastic[n].points is not None)
 
     def has(self, name: str) -> bool:
         return bool(self.mask >> self.ancestry.bit[name] & 1)

@@ -35,6 +35,14 @@ from memory import initial_cells, make_tape
 from tasks import SYMBOLS, Batch
 
 MOVES = (-1, 0, 1)
+_STEP = torch.tensor(MOVES)     # action index -> head step
+_NO_BACK = torch.tensor([True, False, False])  # the input move −1, masked in forward_reverse
+
+
+def one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
+    """``index`` [...] as float one-hot rows [..., n]: a lookup in the identity (``F.one_hot``
+    reads its input's range back to the host first, a sync per call)."""
+    return torch.eye(n)[index]
 
 
 @dataclass
@@ -134,12 +142,12 @@ class SampledHead:
         return act(logits)
 
     def move(self, choice: torch.Tensor) -> None:
-        self.position = self.position + torch.tensor(MOVES)[choice]
+        self.position = self.position + _STEP[choice]
 
     @staticmethod
     def encode(choice: torch.Tensor) -> torch.Tensor:
         """The move as the controller's next input: one-hot [..., B, 3]."""
-        return F.one_hot(choice, 3)
+        return one_hot(choice, 3)
 
 
 class SoftHead:
@@ -200,7 +208,7 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
         logits = model.moves(h) * s.action_scale
         in_logits, mem_logits, out_logits = logits.split([3, 3, 2], -1)
         if s.forward_only:
-            in_logits = in_logits.masked_fill(torch.tensor([True, False, False]), -torch.inf)
+            in_logits = in_logits.masked_fill(_NO_BACK, -torch.inf)
         left = batch.lengths - out_pos                                             # symbols still to write
         steps_left = batch.steps - t
         must, cannot = (left >= steps_left) & (left > 0), left <= 0                  # forced / forbidden writes
@@ -236,11 +244,11 @@ def run(model: Controller, batch: Batch, graph: Optional[sg.Graph], greedy: bool
         episode.wrong.append(((symbol_logits.argmax(-1) != target) & scored).detach().expand(shape))
         episode.written.append(scored.detach().expand(shape))
         # move the heads
-        step_in = torch.tensor(MOVES)[in_move]
+        step_in = _STEP[in_move]
         in_pos = (in_pos + step_in) % width
         head.move(mem_move)
         out_pos = out_pos + scored.long()
-        moves = [F.one_hot(in_move, 3), head.encode(mem_move), F.one_hot(write, 2)]
+        moves = [one_hot(in_move, 3), head.encode(mem_move), one_hot(write, 2)]
         lead = torch.broadcast_shapes(*(m.shape[:-1] for m in moves))
         previous = torch.cat([m.expand(*lead, m.shape[-1]).float() for m in moves], -1)
     return episode
@@ -268,7 +276,7 @@ class _Shared:
 def _act(graph: Optional[sg.Graph], name: str, logits: torch.Tensor, baseline: Optional[_Shared],
          greedy: bool) -> torch.Tensor:
     """A sampled (or greedy) action [..., B]: a score-function node with the learned baseline."""
-    dist = Categorical(logits=logits)
+    dist = Categorical(logits=logits, validate_args=False)  # built by us, valid: skip the host syncs of the checks
     if graph is None:
         return logits.argmax(-1) if greedy else dist.sample()
     return graph.sample(name, dist, estimator=ScoreFunction(baseline=Learned(baseline, None)))
