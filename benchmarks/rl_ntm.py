@@ -1,7 +1,7 @@
 """RL-NTM: sampled memory against soft memory as the tape grows, and the tasks trained over seeds.
 
     python benchmarks/rl_ntm.py --part scaling                 # time and memory per step, N = 16 … 4096
-    python benchmarks/rl_ntm.py --part train --task copy --seeds 0,1,2,3,4 --jobs 2
+    python benchmarks/rl_ntm.py --part train --task copy --seeds 0,1,2,3,4 --batch 1000 --minutes 60
     python benchmarks/rl_ntm.py --part report                  # only rewrite the section
 
 **Scaling.** The same controller and batch (64 Reverse examples at level 10), run for its whole
@@ -12,7 +12,8 @@ for the backward pass per step (counted with ``torch.autograd.graph.saved_tensor
 memory a step costs). A plot goes to ``examples/rl_ntm/memory_scaling.png``.
 
 **Training.** ``examples/rl_ntm/train.py`` per task and seed in its own process (one torch
-thread), its result saved in ``benchmarks/rl_ntm_runs/<task>[-direct]-s<seed>.json``; the table
+thread), its result saved in ``benchmarks/rl_ntm_runs/<task>[-direct]-b<batch>-s<seed>.json``, stopped after ``--minutes``
+(default 60, the target's hour: then reported unsolved from its last progress row); the table
 gives, per task, the seeds solved, and over them the updates, held-out test error, minutes and
 training examples per second.
 """
@@ -111,20 +112,30 @@ def plot(result: Dict[str, Dict[int, dict]], path: Path) -> None:
 
 
 # ------------------------------------------------------------------ training
-def train_once(task: str, seed: int, direct: bool, updates: int, runs: Path) -> dict:
-    name = f"{task}{'-direct' if direct else ''}-s{seed}"
+def train_once(task: str, seed: int, direct: bool, updates: int, batch: int, minutes: float, runs: Path) -> dict:
+    """One training run in its own process, stopped after ``minutes`` of wall-clock (then
+    reported unsolved, from its last progress row; its checkpoints can be resumed)."""
+    name = f"{task}{'-direct' if direct else ''}-b{batch}-s{seed}"
     folder = runs / "folders" / name
     command = [sys.executable, str(EXAMPLE / "train.py"), "--task", task, "--seed", str(seed),
-               "--direct-access", str(direct).lower(), "--updates", str(updates), "--no-progress"]
+               "--direct-access", str(direct).lower(), "--updates", str(updates), "--batch", str(batch),
+               "--no-progress"]
     command += ["--resume", str(folder)] if (folder / "checkpoint.json").exists() else ["--out", str(folder)]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=minutes * 60)
+    except subprocess.TimeoutExpired:
+        done = None
+    if done is not None and done.returncode != 0:
         raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
-    fields = dict(item.split("=") for item in done.stdout.strip().splitlines()[-1].split())
     rows = (folder / "progress.csv").read_text().splitlines()
     last = dict(zip(rows[0].split(","), rows[-1].split(",")))
-    result = {"task": task, "direct_access": direct, "seed": seed, "solved": fields["solved"] == "true",
+    if done is not None:
+        fields = dict(item.split("=") for item in done.stdout.strip().splitlines()[-1].split())
+    else:  # out of time: the last epoch's row
+        fields = {"solved": "false", "updates": last["Updates"], "test_error": last["TestError"], "level": last["Level"]}
+    result = {"task": task, "direct_access": direct, "batch": batch, "seed": seed, "solved": fields["solved"] == "true",
+              "timed_out": done is None,
               "updates": int(fields["updates"]), "test_error": float(fields["test_error"]), "level": int(fields["level"]),
               "train_seconds": float(last["Time"]), "wall_seconds": time.perf_counter() - started,
               "examples_per_s": float(np.mean([float(r.split(",")[rows[0].split(",").index("ExamplesPerSecond")])
@@ -153,15 +164,15 @@ def section(runs: Path, command: str) -> str:
     if saved:
         groups: Dict[tuple, List[dict]] = {}
         for r in saved:
-            groups.setdefault((r["task"], r["direct_access"]), []).append(r)
+            groups.setdefault((r["task"], r["direct_access"], r.get("batch", 200)), []).append(r)
         lines += ["Training (`examples/rl_ntm/train.py`, the original's curriculum, solved = past the last level "
                   "with held-out per-symbol error below 0.2, greedy actions, at the task's longer test length):", "",
-                  "| task | direct access | seeds solved | updates (solved runs) | test error (all) | minutes | "
-                  "examples/s |", "|---|---|---|---|---|---|---|"]
-        for (task, direct), rs in sorted(groups.items()):
+                  "| task | direct access | batch | seeds solved | updates (solved runs) | test error (all) | minutes | "
+                  "examples/s |", "|---|---|---|---|---|---|---|---|"]
+        for (task, direct, batch), rs in sorted(groups.items()):
             solved = [r for r in rs if r["solved"]]
             updates = f"{np.mean([r['updates'] for r in solved]):,.0f}" if solved else "—"
-            lines.append(f"| {task} | {'yes' if direct else 'no'} | {len(solved)}/{len(rs)} | {updates} | "
+            lines.append(f"| {task} | {'yes' if direct else 'no'} | {batch} | {len(solved)}/{len(rs)} | {updates} | "
                          f"{np.mean([r['test_error'] for r in rs]):.3f} | "
                          f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | "
                          f"{np.mean([r['examples_per_s'] for r in rs]):,.0f} |")
@@ -179,6 +190,8 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--direct-access", action="store_true")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--updates", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=200, help="examples per update")
+    parser.add_argument("--minutes", type=float, default=60, help="wall-clock limit of each run")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--runs", default=str(RUNS))
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
@@ -192,7 +205,7 @@ def main(argv: Sequence[str] = None) -> int:
     elif args.part == "train":
         todo = [int(s) for s in args.seeds.split(",")]
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda seed: train_once(args.task, seed, args.direct_access, args.updates, runs), todo))
+            list(pool.map(lambda seed: train_once(args.task, seed, args.direct_access, args.updates, args.batch, args.minutes, runs), todo))
     elif args.part != "report":
         parser.error(f"--part must be scaling, train or report, got {args.part!r}")
     command = "python benchmarks/rl_ntm.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -1,42 +1,54 @@
 """Which stochastic nodes lie upstream of each node and cost of a graph, as bitsets.
 
 Node i (in recording order, stochastic nodes only) is bit i. Recording order is a topological
-order, so each record's upstream set is the union of its parents and their upstream sets, found
-in one pass. Bitsets keep that pass, and the surrogate's grouping by upstream set, linear in
-practice for graphs of thousands of nodes in sequence (a union of two thousand-member sets is
-one machine operation per 64 members).
+order, so a record's upstream set is the union of its parents and their upstream sets, known
+the moment it is recorded: the graph adds each record as it goes, and building the surrogate
+finds the ancestry ready. Bitsets keep that, and the surrogate's grouping by upstream set,
+linear in practice for graphs of thousands of nodes in sequence (a union of two thousand-member
+sets is one machine operation per 64 members).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, List
+from typing import Collection, Dict, FrozenSet, Iterable, List
 
 from .nested import members
-from .nodes import CostNode, StochasticNode
 
 
-@dataclass(frozen=True)
 class Ancestry:
-    """Attributes:
+    """The ancestry of a graph's records so far.
+
+    Attributes:
         names: stochastic node names in recording order (bit i is ``names[i]``).
         bit: name -> bit index, for stochastic nodes.
         upstream: every node's and cost's name -> bitset of the stochastic nodes upstream of it.
         of_costs: bitset of the stochastic nodes upstream of at least one cost.
     """
 
-    names: List[str]
-    bit: Dict[str, int]
-    upstream: Dict[str, int]
-    of_costs: int
+    def __init__(self) -> None:
+        self.names: List[str] = []
+        self.bit: Dict[str, int] = {}
+        self.upstream: Dict[str, int] = {}
+        self.of_costs = 0
+
+    def add_node(self, name: str, parents: Collection[str]) -> None:
+        """Record stochastic node ``name`` (a new name) with its parents (names already added)."""
+        self.upstream[name] = self._union(parents)
+        self.bit[name] = len(self.names)
+        self.names.append(name)
+
+    def add_cost(self, name: str, parents: Collection[str]) -> None:
+        """Record cost ``name`` (a new name) with its parents (stochastic nodes already added)."""
+        self.upstream[name] = bits = self._union(parents)
+        self.of_costs |= bits
+
+    def names_of(self, bits: int) -> FrozenSet[str]:
+        """The node names in a bitset."""
+        return frozenset(self.names[i] for i in members(bits))
 
     def ordered(self, bits: int) -> List[str]:
         """The node names in a bitset, in recording order."""
         names = self.names
         return [names[i] for i in members(bits)]
-
-    def names_of(self, bits: int) -> FrozenSet[str]:
-        """The node names in a bitset."""
-        return frozenset(self.names[i] for i in members(bits))
 
     def bits_of(self, names: Iterable[str]) -> int:
         """The bitset of some stochastic node names."""
@@ -45,24 +57,12 @@ class Ancestry:
             bits |= 1 << self.bit[name]
         return bits
 
-
-def trace(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode]) -> Ancestry:
-    """The ancestry of a graph's records (stochastic nodes and costs, each in recording order)."""
-    names = list(stochastic)
-    bit = {name: i for i, name in enumerate(names)}
-    upstream: Dict[str, int] = {}
-    for record in stochastic.values():
-        upstream[record.name] = _union(record.parents, bit, upstream)
-    of_costs = 0
-    for record in costs.values():
-        upstream[record.name] = bits = _union(record.parents, bit, upstream)
-        of_costs |= bits
-    return Ancestry(names, bit, upstream, of_costs)
-
-
-def _union(parents: Iterable[str], bit: Dict[str, int], upstream: Dict[str, int]) -> int:
-    """The parents and everything upstream of them, as a bitset."""
-    bits = 0
-    for parent in parents:
-        bits |= (1 << bit[parent]) | upstream[parent]
-    return bits
+    def _union(self, parents: Collection[str]) -> int:
+        """The parents and everything upstream of them, as a bitset."""
+        bit, upstream = self.bit, self.upstream
+        if len(parents) == len(bit):  # every node so far (an untracked graph's records): no unions
+            return (1 << len(bit)) - 1
+        bits = 0
+        for parent in parents:
+            bits |= (1 << bit[parent]) | upstream[parent]
+        return bits

@@ -22,10 +22,12 @@ def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, Co
     mispair: autograd pairs their elements. Only nodes of lower rank than a cost are looked at
     (a bitset per rank), so the check is linear in the graph's size.
     """
-    by_rank: Dict[int, int] = {}
-    for name, node in stochastic.items():
-        if node.log_prob is not None:
-            by_rank[node.log_prob.dim()] = by_rank.get(node.log_prob.dim(), 0) | 1 << ancestry.bit[name]
+    ranks: Dict[int, List[int]] = {}
+    for i, name in enumerate(ancestry.names):
+        log_prob = stochastic[name].log_prob
+        if log_prob is not None:
+            ranks.setdefault(log_prob.dim(), []).append(i)
+    by_rank = {rank: sum(1 << i for i in bits) for rank, bits in ranks.items()}
     lower_than: Dict[int, int] = {}  # cost rank -> the scored nodes of lower rank
     for cost in costs.values():
         shape = cost.value.shape
@@ -102,17 +104,14 @@ def _all_finite(tensors: List[torch.Tensor]) -> bool:
     x − x is 0 for every finite x and NaN for ±inf and NaN, so the sum of the differences is 0
     exactly when all elements are finite (a plain sum could overflow), in fewer kernels than
     ``isfinite``. The tensors are flattened into one copy (small beside the model), so the
-    check costs the same however many nodes and costs the graph has.
+    check costs the same however many nodes and costs the graph has. (Tensors on several
+    devices cannot be concatenated: then each is checked alone.)
     """
-    device = tensors[0].device
-    if any(t.device != device for t in tensors):
-        return all(_all_finite([t]) for t in tensors)  # rare: one sync per tensor
-    if len(tensors) == 1:
-        zeros = tensors[0].detach() - tensors[0].detach()
-    else:
-        flat = torch.cat([t.reshape(-1) if t.dim() != 1 else t for t in tensors])
-        zeros = flat.sub_(flat)  # our own copy
-    return zeros.sum().item() == 0
+    try:
+        flat = torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors])
+    except RuntimeError:  # tensors on several devices (rare): one sync per tensor
+        return all(bool((t.detach() - t.detach()).sum() == 0) for t in tensors)
+    return flat.sub_(flat).sum().item() == 0  # our own copy
 
 
 def _non_finite_message(costs: List[str], nodes: List[str]) -> str:

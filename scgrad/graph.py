@@ -13,7 +13,7 @@ import torch
 from torch.distributions import Distribution
 
 from . import surrogate as _surrogate
-from .ancestry import Ancestry, trace
+from .ancestry import Ancestry
 from .checks import check_cost_shapes, check_finite, check_gradients
 from .credit import credits
 from .errors import GraphError, ShapeError
@@ -66,6 +66,7 @@ class Graph:
             raise ValueError(f"Graph: batch_ndim must be >= 0, got {batch_ndim}")
         self._stochastic: Dict[str, StochasticNode] = {}
         self._costs: Dict[str, CostNode] = {}
+        self._ancestry = Ancestry()  # kept up to date as records are added
         self._override = override_estimator
         self._tracker: Optional[Provenance] = None
         self._inside = False
@@ -144,6 +145,7 @@ class Graph:
             name=name, dist=dist, value=drawn.value, log_prob=drawn.log_prob, estimator=chosen,
             parents=parents, observed=value is not None, points=drawn.points,
             noise=drawn.noise)
+        self._ancestry.add_node(name, parents)
         if self._tracker is not None:
             self._tracker.replace(drawn.value, frozenset({name}))
         return drawn.value
@@ -169,7 +171,8 @@ class Graph:
         if 0 in value.shape:
             raise ShapeError(f"cost '{name}' is empty (shape {tuple(value.shape)}): an empty batch has "
                              "no mean, so the surrogate would be NaN; skip the graph for an empty batch")
-        self._costs[name] = CostNode(name, value, self._parents(declared, value))
+        self._costs[name] = record = CostNode(name, value, self._parents(declared, value))
+        self._ancestry.add_cost(name, record.parents)
         return value
 
     # ----------------------------------------------------------------- inspection
@@ -207,8 +210,7 @@ class Graph:
 
     def ancestors(self, name: str) -> FrozenSet[str]:
         """Names of all stochastic nodes upstream of node ``name``."""
-        ancestry = trace(self._stochastic, self._costs)
-        return ancestry.names_of(ancestry.upstream[self[name].name])
+        return self._ancestry.names_of(self._ancestry.upstream[self[name].name])
 
     # ----------------------------------------------------------------- surrogate
     def surrogate(self) -> torch.Tensor:
@@ -224,7 +226,7 @@ class Graph:
                              "record a new Graph for each forward pass")
         if not self._costs:
             raise GraphError("surrogate() needs at least one cost; record one with g.cost(name, value)")
-        ancestry = trace(self._stochastic, self._costs)
+        ancestry = self._ancestry
         check_cost_shapes(self._stochastic, self._costs, ancestry, self._layout)
         if self._check_costs:
             check_finite(self._stochastic, self._costs)

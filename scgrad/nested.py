@@ -83,18 +83,20 @@ def nested_sums(sets: Iterable[int], item: Callable[[int], torch.Tensor], drop: 
     extra: List[int] = []        # id -> the item the set adds to its parent
     requested: List[int] = []    # the id of each of ``sets`` (−1: empty)
     for s in sets:
-        chain: List[int] = []    # s and its ancestors without an id, children first
+        chain = []               # (key, item added) of s and its ancestors without an id, children first
         found = -1
         while s:
-            found = ids.get(key(s), -1)
+            k = key(s)
+            found = ids.get(k, -1)
             if found >= 0:
                 break
-            chain.append(s)
-            s ^= 1 << take(s)
-        for member in reversed(chain):
-            ids[key(member)] = len(parent)
+            i = take(s)
+            chain.append((k, i))
+            s ^= 1 << i
+        for k, i in reversed(chain):
+            ids[k] = len(parent)
             parent.append(found)
-            extra.append(take(member))
+            extra.append(i)
             found = len(parent) - 1
         requested.append(found)
     runs = _runs(parent)

@@ -190,9 +190,13 @@ def _weighted_terms(groups: _Groups, weights: _Weights, layout: Layout) -> List[
 def _taus(groups: List[_Group], weights: _Weights, target: torch.Size) -> Tuple[List[Optional[Sum]], List[Optional[Sum]]]:
     """For groups whose terms have shape ``target``: the sums of the scores and of the other
     log-weights over each group's upstream set (``None`` where it has none)."""
+    def sums(field: str, mask: int) -> List[Optional[Sum]]:
+        if not mask:  # no node has this kind of weight (log-weights beside scores are rare)
+            return [None] * len(groups)
+        return nested_sums([g.bits & mask for g in groups], weights.item(field, target))
+
     try:
-        return (nested_sums([g.bits & weights.scored for g in groups], weights.item("score", target)),
-                nested_sums([g.bits & weights.logged for g in groups], weights.item("log_weight", target)))
+        return sums("score", weights.scored), sums("log_weight", weights.logged)
     except _Misaligned as bad:
         culprit = next(g.describe() for g in groups if g.bits >> bad.bit & 1)
         raise ShapeError(
