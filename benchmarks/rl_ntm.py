@@ -1,6 +1,7 @@
 """RL-NTM: sampled memory against soft memory as the tape grows, and the tasks trained over seeds.
 
     python benchmarks/rl_ntm.py --part scaling                 # time and memory per step, N = 16 … 4096
+    python benchmarks/rl_ntm.py --part speed                   # training examples/s at several batch sizes
     python benchmarks/rl_ntm.py --part train --task copy --seeds 0,1,2,3,4 --batch 1000 --minutes 60
     python benchmarks/rl_ntm.py --part report                  # only rewrite the section
 
@@ -111,6 +112,35 @@ def plot(result: Dict[str, Dict[int, dict]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+# ------------------------------------------------------------------ speed
+def speed(batches: Sequence[int], updates: int, task: str = "copy", level: int = 10) -> Dict[int, float]:
+    """Training examples per second of ``train.update_once`` (the whole update: batch, run,
+    surrogate, backward, clipping, SGD) at each batch size, on examples drawn around ``level``
+    of ``task``: {batch: examples/s} (median of ``updates`` timed updates after one warm-up)."""
+    import torch
+
+    sys.path.insert(0, str(EXAMPLE))
+    import tasks
+    import train
+
+    torch.set_num_threads(1)
+    result = {}
+    for batch in batches:
+        s = train.Settings(task=task, batch=batch)
+        model = train.make_model(s)
+        optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=0.9)
+        curriculum = train.Curriculum(len(tasks.TASKS[task].levels), s.threshold)
+        curriculum.level = level
+        seconds = []
+        for update in range(updates + 1):
+            start = time.perf_counter()
+            train.update_once(model, optimizer, s, curriculum, update)
+            seconds.append(time.perf_counter() - start)
+        result[batch] = batch / float(np.median(seconds[1:]))
+        print(f"batch {batch}: {result[batch]:,.0f} examples/s", flush=True)
+    return result
+
+
 # ------------------------------------------------------------------ training
 def train_once(task: str, seed: int, direct: bool, updates: int, batch: int, minutes: float, runs: Path) -> dict:
     """One training run in its own process, stopped after ``minutes`` of wall-clock (then
@@ -160,6 +190,14 @@ def section(runs: Path, command: str) -> str:
             lines.append(f"| {int(n):,} | {a['ms_per_step']:.2f} | {b['ms_per_step']:.2f} | "
                          f"{a['saved_bytes_per_step'] / 1e6:.3f} | {b['saved_bytes_per_step'] / 1e6:.3f} |")
         lines += ["", "![memory scaling](../examples/rl_ntm/memory_scaling.png)", ""]
+    speed_file = runs / "speed.json"
+    if speed_file.exists():
+        measured = json.loads(speed_file.read_text())
+        lines += [f"Training throughput (`--part speed`: whole updates of Copy around level {measured['level']}, "
+                  "one torch thread, median over updates):", "",
+                  "| batch | examples/s |", "|---|---|"]
+        lines += [f"| {int(b):,} | {v:,.0f} |" for b, v in sorted(measured["examples_per_s"].items(), key=lambda x: int(x[0]))]
+        lines.append("")
     saved = [json.loads(p.read_text()) for p in sorted(runs.glob("*-s*.json"))]
     if saved:
         groups: Dict[tuple, List[dict]] = {}
@@ -183,7 +221,9 @@ def section(runs: Path, command: str) -> str:
 
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", default="scaling", help="scaling, train or report")
+    parser.add_argument("--part", default="scaling", help="scaling, speed, train or report")
+    parser.add_argument("--speed-batches", default="200,500,1000,2000", help="batch sizes timed by --part speed")
+    parser.add_argument("--speed-updates", type=int, default=10, help="updates timed per batch size")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cells", default=",".join(map(str, CELLS)))
     parser.add_argument("--task", default="copy")
@@ -194,6 +234,7 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--minutes", type=float, default=60, help="wall-clock limit of each run")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--runs", default=str(RUNS))
+    parser.add_argument("--plot", default=str(EXAMPLE / "memory_scaling.png"), help="where --part scaling draws")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args(argv)
     runs = Path(args.runs)
@@ -201,13 +242,16 @@ def main(argv: Sequence[str] = None) -> int:
     if args.part == "scaling":
         result = scaling(args.rounds, [int(n) for n in args.cells.split(",")])
         (runs / "scaling.json").write_text(json.dumps(result, indent=1))
-        plot(json.loads((runs / "scaling.json").read_text()), EXAMPLE / "memory_scaling.png")
+        plot(json.loads((runs / "scaling.json").read_text()), Path(args.plot))
+    elif args.part == "speed":
+        measured = speed([int(b) for b in args.speed_batches.split(",")], args.speed_updates)
+        (runs / "speed.json").write_text(json.dumps({"level": 10, "examples_per_s": measured}, indent=1))
     elif args.part == "train":
         todo = [int(s) for s in args.seeds.split(",")]
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda seed: train_once(args.task, seed, args.direct_access, args.updates, args.batch, args.minutes, runs), todo))
     elif args.part != "report":
-        parser.error(f"--part must be scaling, train or report, got {args.part!r}")
+        parser.error(f"--part must be scaling, speed, train or report, got {args.part!r}")
     command = "python benchmarks/rl_ntm.py " + " ".join(sys.argv[1:] if argv is None else argv)
     update_section(Path(args.out), section(runs, command.strip()), START, END)
     return 0
