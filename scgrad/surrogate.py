@@ -24,7 +24,7 @@ from ._shapes import align, broadcast_shapes
 from .ancestry import Ancestry
 from .errors import ShapeError
 from .layout import Layout
-from .nested import Sum, key, nested_sums
+from .nested import Sum, key, members, nested_sums
 from .nodes import CostNode, StochasticNode
 from .protocol import Terms
 
@@ -69,9 +69,13 @@ def build(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ter
     groups = _Groups()
     mask, upstream_of = weights.mask, ancestry.upstream
 
-    for cost in costs.values():  # the hot loop of long sequences: labels stay tuples until an error
-        groups.add(upstream_of[cost.name] & mask, ("cost", cost.name), cost.value)
     aux = []
+    along = _costs_along_nested_sets(costs, weights, upstream_of, layout)
+    if along is not None:
+        aux.append(along)
+    else:
+        for cost in costs.values():  # labels stay tuples until an error
+            groups.add(upstream_of[cost.name] & mask, ("cost", cost.name), cost.value)
     for name, t in terms.items():
         upstream = upstream_of[name]
         if t.baseline is not None and weights.has(name):
@@ -84,6 +88,50 @@ def build(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ter
         if t.aux_loss is not None:
             aux.append(t.aux_loss - t.aux_loss.detach())
     return _add(_weighted_terms(groups, weights, layout) + aux)
+
+
+def _costs_along_nested_sets(costs: Dict[str, CostNode], weights: "_Weights", upstream_of: Dict[str, int],
+                             layout: Layout) -> Optional[torch.Tensor]:
+    """Σ_c exp(τ(W_c))·c reduced, in one stack, for the common shape of long sequences — else
+    ``None`` (the general grouping then handles the costs).
+
+    The shape: in recording order, each cost's set of weighted nodes upstream contains the
+    previous cost's (a chain, or several nodes per step, or one cost at the end), every cost and
+    every score there have one shape, and those nodes have scores only (no other log-weight, no
+    points). Then τ of every set is a row of one cumulative sum of the scores in order of first
+    appearance, and costs with the same set share a row. Same value as the general path, without
+    its per-set bookkeeping (grouping, nested-set ids), which dominates for thousands of steps.
+    """
+    order: List[int] = []      # node bits in order of first appearance
+    ends: List[int] = []       # per row: the position in ``order`` of its set's last node
+    rows: List[List[torch.Tensor]] = []
+    previous, shape = -1, None
+    for cost in costs.values():
+        bits, value = upstream_of[cost.name] & weights.mask, cost.value
+        if shape is None:
+            shape = value.shape
+        elif value.shape != shape:
+            return None
+        if bits == previous:
+            rows[-1].append(value)
+            continue
+        if previous > 0 and previous & ~bits:
+            return None  # not nested
+        order.extend(members(bits ^ previous if previous > 0 else bits))
+        ends.append(len(order) - 1)
+        rows.append([value])
+        previous = bits
+    if not order or previous & (weights.logged | weights.pointed) or ends[0] < 0:
+        return None  # no weights (plain costs), log-weights or points, or a first cost upstream of nothing
+    names = weights.ancestry.names
+    scores = [weights.scores[names[i]] for i in order]
+    if any(s.shape != shape for s in scores):
+        return None
+    taus = torch.stack(scores).cumsum(0)
+    if ends != list(range(len(order))):
+        taus = taus[torch.tensor(ends, device=taus.device)]
+    values = torch.stack([r[0] if len(r) == 1 else _add(r) for r in rows])
+    return layout.reduce(torch.exp(taus - taus.detach()) * values, stacked=True)
 
 
 class _Weights:
@@ -165,8 +213,8 @@ def _weighted_terms(groups: _Groups, weights: _Weights, layout: Layout) -> List[
         by_target.setdefault(target, []).append(group)
     parts: List[torch.Tensor] = []
     runs: Dict[Tuple[int, torch.Size], List[Tuple[int, torch.Tensor, torch.Tensor]]] = {}
-    for target, members in by_target.items():
-        for group, score, log in zip(members, *_taus(members, weights, target)):
+    for target, alike in by_target.items():
+        for group, score, log in zip(alike, *_taus(alike, weights, target)):
             value = group.members[0][1] if len(group.members) == 1 else _add([v for _, v in group.members])
             if score is not None and log is None and score.row is not None and target == group.shape:
                 runs.setdefault((id(score.stack), target), []).append((score.row, value, score.stack))  # batched below
