@@ -169,3 +169,57 @@ def test_bitset_keys_spread_the_hashes_of_nested_sets():
     assert len({hash(s) for s in prefixes}) == 61  # the negative control: why key() exists
     assert len({hash(key(s)) for s in prefixes}) == 1000
     assert len({key(s) for s in prefixes}) == 1000 and key(0) == b""
+
+
+# ----------------------------------------------------------------------------- nested costs in one stack
+def _steps_graph(T, table, step_costs, net, pattern):
+    """Up to three nodes per step (``pattern``: nodes per step, cycled), a learned baseline on
+    each, and one or two costs per step (two share an upstream set)."""
+    k = torch.zeros(B, dtype=torch.long)
+    with sg.Graph() as g:
+        for t in range(T):
+            for j in range(pattern[t % len(pattern)]):
+                dist = Categorical(logits=table[k])
+                k = g.sample(f"k{t}_{j}", dist, estimator=ScoreFunction(baseline=Learned(net, dist.logits.detach())))
+            g.cost(f"c{t}", step_costs[t, k])
+            if t % 3 == 0:
+                g.cost(f"d{t}", step_costs[t, k] ** 2)
+    return g
+
+
+@pytest.mark.parametrize("pattern", [(1,), (3,), (2, 0, 1)])
+def test_costs_on_nested_sets_in_one_stack_equal_the_general_grouping(pattern, monkeypatch):
+    import scgrad.surrogate as surrogate
+
+    torch.manual_seed(0)
+    table, step_costs, net = torch.randn(K, K, requires_grad=True), torch.randn(12, K), torch.nn.Linear(K, 1)
+    results = []
+    for general in (False, True):
+        if general:  # negative control: the fast path is really taken without the patch
+            monkeypatch.setattr(surrogate, "_costs_along_nested_sets", lambda *args: None)
+        torch.manual_seed(1)
+        g = _steps_graph(12, table, step_costs, net, pattern)
+        calls = []
+        original = surrogate._costs_along_nested_sets
+        monkeypatch.setattr(surrogate, "_costs_along_nested_sets", lambda *a: calls.append(original(*a)) or calls[-1])
+        loss = g.surrogate()
+        assert (calls[0] is None) == general
+        grads = torch.autograd.grad(loss, [table, *net.parameters()], create_graph=True)
+        second = torch.autograd.grad(grads[0].sum(), table)[0]  # the second order too
+        results.append((loss, *grads, second))
+        monkeypatch.undo()
+    for fast, general in zip(*results):
+        assert torch.allclose(fast, general, atol=1e-6), (fast, general)
+
+
+def test_costs_on_sets_that_do_not_nest_take_the_general_path():
+    import scgrad.surrogate as surrogate
+
+    with sg.Graph() as g:  # c_b depends on b only, not on a: the sets {a}, {b} do not nest
+        a = g.sample("a", Categorical(logits=torch.zeros(B, K, requires_grad=True)))
+        b = g.sample("b", Categorical(logits=torch.zeros(B, K, requires_grad=True)))
+        g.cost("c_a", a.float())
+        g.cost("c_b", b.float())
+    terms = g._node_terms(g._ancestry)
+    weights = surrogate._Weights(g._stochastic, terms, g._ancestry)
+    assert surrogate._costs_along_nested_sets(g._costs, weights, g._ancestry.upstream, g._layout) is None
