@@ -198,3 +198,24 @@ def test_clear_errors():
     bad = RELAX(lambda sample: sample)  # [B, 3] instead of [B]
     with pytest.raises(GraphError, match="control variate returned shape \\(64, 3\\)"):
         relax_loss(Model(), bad)
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "categorical"])
+def test_relaxations_stay_finite_at_the_extremes_of_the_noise(kind, monkeypatch):
+    # The rare draws that made the binary VAE diverge: u near 1 with p near 0 puts b = 1 where
+    # (1 − p) + v·p rounds to 1 in float32 (z̃ = +inf, NaN gradients); a uniform of exactly 0 has
+    # log −inf. Every noise value is forced to an extreme here, in turn.
+    largest = 1 - 2.0 ** -24  # the largest float32 torch.rand returns
+    for noise in (0.0, largest):
+        monkeypatch.setattr(torch, "rand_like", lambda x, noise=noise: torch.full_like(x, noise))
+        logits = torch.tensor([[-15.0, 15.0, 0.0]], requires_grad=True)
+        dist = Bernoulli(logits=logits) if kind == "bernoulli" else Categorical(logits=logits)
+        b, z, z_tilde, log_prob = relax(dist)
+        assert torch.isfinite(z_tilde).all() and torch.isfinite(log_prob).all()
+        grad, = torch.autograd.grad((torch.sigmoid(z_tilde / 0.5).sum() if kind == "bernoulli"
+                                     else torch.softmax(z_tilde / 0.5, -1)[..., 0].sum()), logits)
+        assert torch.isfinite(grad).all(), (noise, grad)
+    # negative control: the direct formula of u | b overflows on the same draw
+    p, v = torch.sigmoid(torch.tensor(-15.0)), torch.tensor(largest)
+    u_given_b = (1 - p) + v * p  # b = 1
+    assert not torch.isfinite(torch.log1p(-u_given_b))

@@ -78,24 +78,35 @@ def relax(dist: Distribution, conditional_on_detached_probs: bool = False) -> Re
     """
     logits = _logits(dist)
     if _kind(dist) == "bernoulli":
-        u, v = torch.rand_like(logits), torch.rand_like(logits)
+        u, v = _uniform(logits), _uniform(logits)
         z = logits + torch.log(u) - torch.log1p(-u)                       # φ + logistic noise
         b = (z > 0).to(logits.dtype)
-        p = torch.sigmoid(logits)
-        p = p.detach() if conditional_on_detached_probs else p
-        u_given_b = b * ((1 - p) + v * p) + (1 - b) * (v * (1 - p))        # uniform on b's side of 1 − p
-        z_tilde = logits + torch.log(u_given_b) - torch.log1p(-u_given_b)
+        # u | b is uniform on b's side of 1 − p: (1 − p) + v·p if b = 1, v·(1 − p) if b = 0; its
+        # logit in log space, so that no p near 0 or 1 rounds u to 0 or 1 (an infinite z̃).
+        phi = logits.detach() if conditional_on_detached_probs else logits
+        log_p, log_q = F.logsigmoid(phi), F.logsigmoid(-phi)              # log p, log(1 − p)
+        log_v, log_1mv = torch.log(v), torch.log1p(-v)
+        log_u = torch.where(b > 0, torch.logaddexp(log_q, log_v + log_p), log_v + log_q)
+        log_1mu = torch.where(b > 0, log_p + log_1mv, torch.logaddexp(log_p, log_1mv + log_q))
+        z_tilde = logits + log_u - log_1mu
         return Relaxations(b, z, z_tilde, dist.log_prob(b))
     log_p = F.log_softmax(logits, -1)                                     # Σ exp = 1
-    u, v = torch.rand_like(log_p), torch.rand_like(log_p)
+    u, v = _uniform(log_p), _uniform(log_p)
     z = log_p - torch.log(-torch.log(u))                                  # + Gumbel noise
     b = z.argmax(-1)
     conditioning = log_p.detach() if conditional_on_detached_probs else log_p
     top = -torch.log(-torch.log(v.gather(-1, b.unsqueeze(-1))))           # the max of the Gumbels: [*batch, 1]
-    others = -torch.log(-torch.log(v) * torch.exp(-conditioning) + torch.exp(-top))
+    # −log(−log v · exp(−log p) + exp(−top)), in log space (exp(−log p) overflows for tiny p)
+    others = -torch.logaddexp(torch.log(-torch.log(v)) - conditioning, -top)
     chosen = F.one_hot(b, log_p.shape[-1]).bool()
     z_tilde = torch.where(chosen, top, others)
     return Relaxations(b, z, z_tilde, dist.log_prob(b))
+
+
+def _uniform(like: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) noise shaped like ``like``, never exactly 0 (``torch.rand`` can return 0, whose
+    log is −inf; it is replaced by the smallest positive float, a change of probability 2⁻²⁴)."""
+    return torch.rand_like(like).clamp_(min=torch.finfo(like.dtype).tiny)
 
 
 def relaxed(z: torch.Tensor, kind: str, temperature: torch.Tensor) -> torch.Tensor:
