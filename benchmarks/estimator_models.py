@@ -119,8 +119,7 @@ def vae_loss(name: str, model: VAE, x: torch.Tensor, state: dict) -> torch.Tenso
 def relax_state(model: VAE) -> dict:
     """RELAX's control variate (200 → 200 → 1, on the relaxed latents) and its optimiser."""
     torch.manual_seed(1)
-    net = network([LATENTS, HIDDEN, 1])
-    estimator = RELAX(lambda sample: net(sample).squeeze(-1))
+    estimator = RELAX(network([LATENTS, HIDDEN, 1]))  # a module: backward trains its parameters
     return {"estimator": estimator, "cv_optimizer": torch.optim.Adam(estimator.parameters(), lr=1e-3)}
 
 

@@ -189,10 +189,11 @@ class RELAX(Estimator):
     Unbiased (first derivative), for any cost, differentiable or not (the model runs once, at
     the hard sample: 0/1 floats for bits, indices for a Categorical).
 
-    ``Bernoulli``, ``Independent(Bernoulli)``, ``Categorical`` nodes. ``control_variate`` (a
-    module, or any function) maps
+    ``Bernoulli``, ``Independent(Bernoulli)``, ``Categorical`` nodes. ``control_variate`` maps
     the relaxed sample σ_λ(z) ([*batch, *event] for bits, [*batch, K] for categories) to a
-    prediction of the node's credit, [*batch]. Train it, and the temperature λ, by calling
+    prediction of the node's credit, [*batch] (or [*batch, 1]). Pass an ``nn.Module`` to have it
+    trained: a plain function (a lambda around a network included) has no parameters that
+    ``parameters()`` can see, so only λ would learn. Train it, and the temperature λ, by calling
     ``relax.backward(loss, model_parameters)`` instead of ``loss.backward()``: the model's
     parameters receive the gradient estimate ĝ, the control variate's ``relax.parameters()``
     the gradient of Σ ĝ² (whose expectation, E ĝ fixed, is the variance plus a constant), and
