@@ -409,9 +409,10 @@ def make_relax(problem: Problem) -> RELAX:
     width = relaxed_input_size(problem)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(width, 16), nn.Tanh(), nn.Linear(16, 1))
-    scalar = width == 1 and problem_kind(problem) == "bernoulli"
-    estimator = RELAX(lambda sample: net(sample.unsqueeze(-1) if scalar else sample).squeeze(-1))
-    estimator.optimizer = torch.optim.Adam([*net.parameters(), estimator.log_temperature], lr=1e-2)
+    if width == 1 and problem_kind(problem) == "bernoulli":  # a single bit [n] -> [n, 1]
+        net = nn.Sequential(nn.Unflatten(-1, (-1, 1)), net)
+    estimator = RELAX(net)  # the module itself, so that relax.backward trains its parameters
+    estimator.optimizer = torch.optim.Adam(estimator.parameters(), lr=1e-2)
     return estimator
 
 
