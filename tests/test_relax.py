@@ -219,3 +219,25 @@ def test_relaxations_stay_finite_at_the_extremes_of_the_noise(kind, monkeypatch)
     p, v = torch.sigmoid(torch.tensor(-15.0)), torch.tensor(largest)
     u_given_b = (1 - p) + v * p  # b = 1
     assert not torch.isfinite(torch.log1p(-u_given_b))
+
+
+def test_backward_warns_when_the_control_variate_cannot_be_trained():
+    net = nn.Linear(3, 1)
+    theta = torch.zeros(3, requires_grad=True)
+
+    def loss_with(estimator):
+        with sg.Graph() as g:
+            z = g.sample("z", Categorical(logits=theta.expand(4, 3)), estimator=estimator)
+            g.cost("c", (z == 1).float())
+        return g.surrogate()
+
+    hidden = RELAX(lambda sample: net(sample))  # a lambda hides the module's parameters
+    with pytest.warns(UserWarning, match="plain function"):
+        hidden.backward(loss_with(hidden), [theta])
+    assert net.weight.grad is None
+    module = RELAX(net)  # negative control: the module itself is trained, without a warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module.backward(loss_with(module), [theta])
+    assert net.weight.grad is not None and torch.isfinite(net.weight.grad).all()

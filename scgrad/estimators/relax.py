@@ -26,6 +26,7 @@ for the first derivative.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Iterable, List, NamedTuple, Optional
 
 import torch
@@ -250,6 +251,9 @@ class RELAX(Estimator):
     def backward(self, loss: torch.Tensor, params: Iterable[torch.Tensor]) -> None:
         """``loss.backward()`` for RELAX: ``params`` (the model's, not the control variate's)
         accumulate ĝ in ``.grad``; ``self.parameters()`` accumulate ∂(Σ ĝ²)/∂ψ."""
+        if not isinstance(self.control_variate, nn.Module):
+            warnings.warn("RELAX.backward: the control variate is a plain function, so only the temperature "
+                          "is trained; pass the nn.Module itself to train its parameters", stacklevel=2)
         params = [p for p in params if p.requires_grad]
         own = {id(p) for p in self.parameters()}
         if any(id(p) in own for p in params):
