@@ -165,7 +165,7 @@ def train_once(task: str, seed: int, direct: bool, updates: int, batch: int, min
     else:  # out of time: the last epoch's row
         fields = {"solved": "false", "updates": last["Updates"], "test_error": last["TestError"], "level": last["Level"]}
     result = {"task": task, "direct_access": direct, "batch": batch, "seed": seed, "solved": fields["solved"] == "true",
-              "timed_out": done is None,
+              "timed_out": done is None, "minutes_allowed": minutes,
               "updates": int(fields["updates"]), "test_error": float(fields["test_error"]), "level": int(fields["level"]),
               "train_seconds": float(last["Time"]), "wall_seconds": time.perf_counter() - started,
               "examples_per_s": float(np.mean([float(r.split(",")[rows[0].split(",").index("ExamplesPerSecond")])
@@ -189,7 +189,8 @@ def section(runs: Path, command: str) -> str:
             a, b = result["sampled"][n], result["soft"][n]
             lines.append(f"| {int(n):,} | {a['ms_per_step']:.2f} | {b['ms_per_step']:.2f} | "
                          f"{a['saved_bytes_per_step'] / 1e6:.3f} | {b['saved_bytes_per_step'] / 1e6:.3f} |")
-        lines += ["", "![memory scaling](../examples/rl_ntm/memory_scaling.png)", ""]
+        lines += ["", "![memory scaling](../examples/rl_ntm/memory_scaling.png)", "",
+                  f"Made by `{result.get('command', 'python benchmarks/rl_ntm.py --part scaling')}`.", ""]
     speed_file = runs / "speed.json"
     if speed_file.exists():
         measured = json.loads(speed_file.read_text())
@@ -197,7 +198,7 @@ def section(runs: Path, command: str) -> str:
                   "one torch thread, median over updates):", "",
                   "| batch | examples/s |", "|---|---|"]
         lines += [f"| {int(b):,} | {v:,.0f} |" for b, v in sorted(measured["examples_per_s"].items(), key=lambda x: int(x[0]))]
-        lines.append("")
+        lines += ["", f"Made by `{measured.get('command', 'python benchmarks/rl_ntm.py --part speed')}`.", ""]
     saved = [json.loads(p.read_text()) for p in sorted(runs.glob("*-s*.json"))]
     if saved:
         groups: Dict[tuple, List[dict]] = {}
@@ -207,14 +208,20 @@ def section(runs: Path, command: str) -> str:
                   "with held-out per-symbol error below 0.2, greedy actions, at the task's longer test length):", "",
                   "| task | direct access | batch | seeds solved | updates (solved runs) | test error (all) | minutes | "
                   "examples/s |", "|---|---|---|---|---|---|---|---|"]
+        commands = []
         for (task, direct, batch), rs in sorted(groups.items()):
+            seeds = ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
+            commands.append(f"python benchmarks/rl_ntm.py --part train --task {task}{' --direct-access' if direct else ''} "
+                            f"--seeds {seeds} --batch {batch} --minutes {rs[0].get('minutes_allowed', 60):g}")
             solved = [r for r in rs if r["solved"]]
             updates = f"{np.mean([r['updates'] for r in solved]):,.0f}" if solved else "—"
             lines.append(f"| {task} | {'yes' if direct else 'no'} | {batch} | {len(solved)}/{len(rs)} | {updates} | "
                          f"{np.mean([r['test_error'] for r in rs]):.3f} | "
                          f"{np.mean([r['train_seconds'] for r in rs]) / 60:.1f} | "
                          f"{np.mean([r['examples_per_s'] for r in rs]):,.0f} |")
-        lines.append("")
+        lines += ["", "Rows made by (runs already saved are read back; a run stopped by `--minutes` counts as "
+                  "unsolved; minutes and examples/s are those of runs that shared the two cores with other work):",
+                  "", "```bash", *commands, "```", ""]
     lines += made_by(command) + ["", END]
     return "\n".join(lines)
 
@@ -241,11 +248,14 @@ def main(argv: Sequence[str] = None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     if args.part == "scaling":
         result = scaling(args.rounds, [int(n) for n in args.cells.split(",")])
+        result["command"] = f"python benchmarks/rl_ntm.py --part scaling --rounds {args.rounds} --cells {args.cells}"
         (runs / "scaling.json").write_text(json.dumps(result, indent=1))
         plot(json.loads((runs / "scaling.json").read_text()), Path(args.plot))
     elif args.part == "speed":
         measured = speed([int(b) for b in args.speed_batches.split(",")], args.speed_updates)
-        (runs / "speed.json").write_text(json.dumps({"level": 10, "examples_per_s": measured}, indent=1))
+        command = (f"python benchmarks/rl_ntm.py --part speed --speed-batches {args.speed_batches} "
+                   f"--speed-updates {args.speed_updates}")
+        (runs / "speed.json").write_text(json.dumps({"level": 10, "examples_per_s": measured, "command": command}, indent=1))
     elif args.part == "train":
         todo = [int(s) for s in args.seeds.split(",")]
         with ThreadPoolExecutor(args.jobs) as pool:

@@ -30,14 +30,16 @@ def test_rl_ntm_speed_scaling_and_training_write_their_section(tmp_path):
     speed = json.loads((runs / "speed.json").read_text())["examples_per_s"]
     assert list(speed) == ["8"] and speed["8"] > 0
     scaling = json.loads((runs / "scaling.json").read_text())
-    assert set(scaling) == {"sampled", "soft"} and set(scaling["soft"]) == {"16", "32"}
+    assert set(scaling) == {"sampled", "soft", "command"} and set(scaling["soft"]) == {"16", "32"}
     assert (tmp_path / "p.png").stat().st_size > 0
     run = json.loads((runs / "copy-b8-s0.json").read_text())
     assert run["updates"] == 2 and run["batch"] == 8 and not run["solved"] and not run["timed_out"]
     text = out.read_text()
     assert "## Other\nkept as is" in text and text.count("<!-- end rl-ntm -->") == 1
     assert "| 8 | " in text and "| 16 | " in text and "| copy | no | 8 | 0/1 |" in text
-    assert "python benchmarks/rl_ntm.py --part train" in text
+    assert "python benchmarks/rl_ntm.py --part train --task copy --seeds 0 --batch 8 --minutes 60" in text
+    assert "python benchmarks/rl_ntm.py --part scaling --rounds 1 --cells 16,32" in text
+    assert "python benchmarks/rl_ntm.py --part speed --speed-batches 8 --speed-updates 1" in text
 
 
 def test_hard_attention_sensor_and_a_short_training_write_their_section(tmp_path):
