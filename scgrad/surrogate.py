@@ -12,7 +12,9 @@ they share. The τ of all upstream sets come from ``nested.nested_sums``: in a s
 nodes the sets nest, so all T of them cost one stack and one cumulative sum, and the products
 along such a run are formed and reduced as one stacked tensor. Scores are summed before the
 magic box is applied (box(Σ s) = Σ box(s): the box is linear), so a score-function node costs
-no tensor operation of its own.
+no tensor operation of its own. The costs of the commonest long graph — upstream sets that grow
+in recording order — skip the grouping: one stack of scores, one cumsum, one product
+(``_costs_along_nested_sets``).
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class _Groups(dict):
     """The groups by (``nested.key`` of the bitset, shape)."""
 
     def add(self, bits: int, label: Label, value: torch.Tensor) -> None:
+        """Add term ``value`` (named by ``label``) to the group of upstream set ``bits`` and its shape."""
         k = (key(bits), value.shape)
         group = self.get(k)
         if group is None:
