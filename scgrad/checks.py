@@ -2,7 +2,7 @@
 silently wrong gradient (promise 6 of the design notes)."""
 from __future__ import annotations
 
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 import torch
 
@@ -12,8 +12,26 @@ from .layout import Layout
 from .nodes import CostNode, StochasticNode
 
 
+class Facts:
+    """What the checks need to know of each stochastic node, gathered as the graph records it (so
+    that building the surrogate does not pass over every node again): the nodes with a log-prob,
+    as a bitset per rank of the log-prob, and those whose log-prob has no gradient."""
+
+    def __init__(self) -> None:
+        self.by_rank: Dict[int, int] = {}
+        self.gradless = 0
+
+    def add(self, bit: int, log_prob: Optional[torch.Tensor]) -> None:
+        """Record node ``bit`` (its index in recording order) and its log-prob."""
+        if log_prob is None:
+            return
+        self.by_rank[log_prob.dim()] = self.by_rank.get(log_prob.dim(), 0) | 1 << bit
+        if not log_prob.requires_grad:
+            self.gradless |= 1 << bit
+
+
 def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ancestry: Ancestry,
-                      layout: Layout) -> None:
+                      layout: Layout, facts: Facts) -> None:
     """A cost may have fewer dimensions than the scored nodes upstream of it, not more.
 
     Shapes align from the right, so a cost [B, B] on a node [B] would pair sample j with cost
@@ -22,12 +40,7 @@ def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, Co
     mispair: autograd pairs their elements. Only nodes of lower rank than a cost are looked at
     (a bitset per rank), so the check is linear in the graph's size.
     """
-    ranks: Dict[int, List[int]] = {}
-    for i, name in enumerate(ancestry.names):
-        log_prob = stochastic[name].log_prob
-        if log_prob is not None:
-            ranks.setdefault(log_prob.dim(), []).append(i)
-    by_rank = {rank: sum(1 << i for i in bits) for rank, bits in ranks.items()}
+    by_rank = facts.by_rank
     lower_than: Dict[int, int] = {}  # cost rank -> the scored nodes of lower rank
     for cost in costs.values():
         shape = cost.value.shape
@@ -65,7 +78,7 @@ def check_finite(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNod
 
 
 def check_gradients(stochastic: Dict[str, StochasticNode], ancestry: Ancestry,
-                    no_grad: Set[str]) -> None:
+                    no_grad: Set[str], facts: Facts) -> None:
     """Scored nodes upstream of a cost must have a log-prob with a gradient, when the
     surrogate is built with gradients on (a graph evaluated wholly under ``torch.no_grad()``,
     for a loss to log, is fine).
@@ -75,10 +88,8 @@ def check_gradients(stochastic: Dict[str, StochasticNode], ancestry: Ancestry,
     under ``torch.no_grad()``, or if the distribution's parameters require grad.
     """
     lost: List[str] = []
-    for name in ancestry.ordered(ancestry.of_costs):
+    for name in ancestry.ordered(ancestry.of_costs & facts.gradless):
         node = stochastic[name]
-        if node.log_prob is None or node.log_prob.requires_grad:
-            continue
         if name in no_grad:
             lost.append(f"node '{name}' was sampled under torch.no_grad() or torch.inference_mode()")
         elif any(isinstance(t, torch.Tensor) and t.requires_grad for t in vars(node.dist).values()):

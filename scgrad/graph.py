@@ -14,7 +14,7 @@ from torch.distributions import Distribution
 
 from . import surrogate as _surrogate
 from .ancestry import Ancestry
-from .checks import check_cost_shapes, check_finite, check_gradients
+from .checks import Facts, check_cost_shapes, check_finite, check_gradients
 from .credit import credits
 from .errors import GraphError, ShapeError
 from .estimators import default_estimator
@@ -67,6 +67,7 @@ class Graph:
         self._stochastic: Dict[str, StochasticNode] = {}
         self._costs: Dict[str, CostNode] = {}
         self._ancestry = Ancestry()  # kept up to date as records are added
+        self._facts = Facts()        # what the checks need of each node, likewise
         self._override = override_estimator
         self._tracker: Optional[Provenance] = None
         self._inside = False
@@ -145,6 +146,7 @@ class Graph:
             name=name, dist=dist, value=drawn.value, log_prob=drawn.log_prob, estimator=chosen,
             parents=parents, observed=value is not None, points=drawn.points,
             noise=drawn.noise)
+        self._facts.add(len(self._ancestry.names), drawn.log_prob)
         self._ancestry.add_node(name, parents)
         if self._tracker is not None:
             self._tracker.replace(drawn.value, frozenset({name}))
@@ -227,11 +229,11 @@ class Graph:
         if not self._costs:
             raise GraphError("surrogate() needs at least one cost; record one with g.cost(name, value)")
         ancestry = self._ancestry
-        check_cost_shapes(self._stochastic, self._costs, ancestry, self._layout)
+        check_cost_shapes(self._stochastic, self._costs, ancestry, self._layout, self._facts)
         if self._check_costs:
             check_finite(self._stochastic, self._costs)
         if torch.is_grad_enabled():
-            check_gradients(self._stochastic, ancestry, self._no_grad)
+            check_gradients(self._stochastic, ancestry, self._no_grad, self._facts)
         self._built = True
         return _surrogate.build(self._stochastic, self._costs, self._node_terms(ancestry), ancestry, self._layout)
 
