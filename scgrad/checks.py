@@ -15,11 +15,13 @@ from .nodes import CostNode, StochasticNode
 class Facts:
     """What the checks need to know of each stochastic node, gathered as the graph records it (so
     that building the surrogate does not pass over every node again): the nodes with a log-prob,
-    as a bitset per rank of the log-prob, and those whose log-prob has no gradient."""
+    as a bitset per rank of the log-prob, and those whose log-prob has no gradient; and the
+    highest rank of a cost."""
 
     def __init__(self) -> None:
         self.by_rank: Dict[int, int] = {}
         self.gradless = 0
+        self.cost_rank = 0
 
     def add(self, bit: int, log_prob: Optional[torch.Tensor]) -> None:
         """Record node ``bit`` (its index in recording order) and its log-prob."""
@@ -28,6 +30,10 @@ class Facts:
         self.by_rank[log_prob.dim()] = self.by_rank.get(log_prob.dim(), 0) | 1 << bit
         if not log_prob.requires_grad:
             self.gradless |= 1 << bit
+
+    def add_cost(self, value: torch.Tensor) -> None:
+        """Record a cost's value."""
+        self.cost_rank = max(self.cost_rank, value.dim())
 
 
 def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, CostNode], ancestry: Ancestry,
@@ -38,9 +44,12 @@ def check_cost_shapes(stochastic: Dict[str, StochasticNode], costs: Dict[str, Co
     column j. Extra dimensions are allowed where they cannot mispair: size 1, or the points of
     nodes with several points (left of the sample dims). Pathwise nodes (no log-prob) have no weight to
     mispair: autograd pairs their elements. Only nodes of lower rank than a cost are looked at
-    (a bitset per rank), so the check is linear in the graph's size.
+    (a bitset per rank), so the check is linear in the graph's size, and free when no cost
+    has more dimensions than every node.
     """
     by_rank = facts.by_rank
+    if not any(rank < facts.cost_rank for rank in by_rank):  # no cost outranks a node: nothing to pass over
+        return
     lower_than: Dict[int, int] = {}  # cost rank -> the scored nodes of lower rank
     for cost in costs.values():
         shape = cost.value.shape

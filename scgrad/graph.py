@@ -175,6 +175,7 @@ class Graph:
                              "no mean, so the surrogate would be NaN; skip the graph for an empty batch")
         self._costs[name] = record = CostNode(name, value, self._parents(declared, value))
         self._ancestry.add_cost(name, record.parents)
+        self._facts.add_cost(value)
         return value
 
     # ----------------------------------------------------------------- inspection

@@ -305,3 +305,40 @@ def test_augmented_assignment_is_found_and_unary_ops_do_not_write():
     assert ("k", "written") in g.nx.edges
     assert ("k", "flipped") in g.nx.edges
     assert ("k", "untouched") not in g.nx.edges
+
+
+# ----------------------------------------------------------------------------- the tag table
+def test_a_freed_tensors_id_reused_by_an_untagged_tensor_carries_no_tags():
+    """Tags are keyed by id(tensor) without a callback on free: an entry left by a freed tensor
+    must not tag the next tensor CPython puts at the same address. (CPython reuses a freed
+    object's memory for the next object of its size; the test requires it happened at least
+    once in 200 tries, so that it cannot pass without testing anything.)"""
+    from scgrad.provenance import Provenance
+
+    tracker, reused = Provenance(), 0
+    for _ in range(200):
+        tagged = torch.zeros(B)
+        tracker.replace(tagged, frozenset({"k"}))
+        stale = id(tagged)
+        del tagged
+        fresh = torch.ones(B)
+        if id(fresh) == stale:
+            reused += 1
+            assert tracker.of(fresh) == frozenset()
+            tracker.tag(fresh, frozenset({"j"}))  # tagging it anew must not merge the old tags
+            assert tracker.of(fresh) == {"j"}
+    assert reused > 0
+
+
+def test_the_tag_table_sweeps_freed_tensors_and_keeps_live_ones():
+    """Tens of thousands of tagged temporaries leave a table the size of the live ones (up to
+    a factor two, between sweeps), and a tensor tagged before the sweeps keeps its tags."""
+    from scgrad.provenance import Provenance
+
+    tracker = Provenance()
+    kept = torch.zeros(3)
+    tracker.replace(kept, frozenset({"k"}))
+    for _ in range(20_000):
+        tracker.tag(torch.zeros(1), frozenset({"j"}))
+    assert len(tracker._tags) <= 2 * 4096
+    assert tracker.of(kept) == {"k"}
