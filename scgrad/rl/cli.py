@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 
-from scgrad.rl import presets
+from scgrad.rl import distributed, presets
 from scgrad.rl.algos import registry as algorithms
 from scgrad.rl.config import field_help, field_types, parse_text, require_seed
 from scgrad.rl.errors import ConfigError, RLError
@@ -42,6 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return {"train": train, "eval": evaluate, "plot": plot, "export": export}[args.command](args, rest)
     except RLError as error:
         print(f"scgrad.rl: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
+        distributed.abandon()  # a process of a torchrun run: exit cleanly, the launcher stops the others
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("scgrad.rl: interrupted", file=sys.stderr)
@@ -246,7 +247,9 @@ def train(args: argparse.Namespace, rest: List[str]) -> int:
         threads = algorithms.recorded_threads(args.resume) if args.resume else 1
     with algorithms.torch_threads(threads):
         algorithm.train(config, out_dir=out, resume=bool(args.resume), progress=not args.no_progress)
-    print(f"run folder: {out}")
+    if distributed.world().main:
+        print(f"run folder: {out}")
+    distributed.stop()  # a run under torchrun leaves its process group (after a failure the launcher ends it)
     return 0
 
 

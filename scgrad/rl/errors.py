@@ -20,3 +20,8 @@ class CheckpointError(RLError):
 
 class TrainingDiverged(RLError, FloatingPointError):
     """A loss or parameter became NaN or infinite; the last good checkpoint, if any, was kept."""
+
+
+class PeerLost(RLError, RuntimeError):
+    """Another process of a data-parallel run died or could not be reached; this one stopped too
+    (the last checkpoint, written before, is intact)."""

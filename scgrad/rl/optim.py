@@ -16,6 +16,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from scgrad.rl import distributed
+
 
 def flatten_parameters(modules: Sequence[nn.Module]) -> nn.Parameter:
     """Move every parameter of ``modules`` into one contiguous tensor; returns it.
@@ -117,10 +119,12 @@ def clip_grad_norm_(parameters: Sequence[torch.Tensor], max_norm: float) -> torc
 
 
 def step(optimizers: Sequence[torch.optim.Optimizer], max_grad_norm: Optional[float]) -> None:
-    """Clip the gradient norm of all the optimisers' parameters together (if asked, as SB3
-    does) and step each."""
+    """Average the gradients over the processes of a data-parallel run (one all-reduce; nothing
+    in a single process), clip the gradient norm of all the optimisers' parameters together (if
+    asked, as SB3 does) and step each."""
+    params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
+    distributed.average_([p.grad for p in params if p.grad is not None])
     if max_grad_norm is not None:
-        params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
         clip_grad_norm_(params, max_grad_norm)
     for optimizer in optimizers:
         optimizer.step()

@@ -12,10 +12,10 @@ import scgrad.rl
 
 ROOT = Path(scgrad.rl.__file__).parent
 
-#: lowest first: settings; environments; networks; returns; collected data; losses and
+#: lowest first: settings and the process group; environments; networks; returns; collected data; losses and
 #: optimisers; the run machinery (no algorithm in it); the algorithms; the front end.
 LAYERS = [
-    ["errors", "atari_ids", "presets", "config"],
+    ["errors", "atari_ids", "presets", "config", "distributed"],
     ["envs"],
     ["nets"],
     ["returns"],

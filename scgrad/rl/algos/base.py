@@ -37,7 +37,8 @@ import gymnasium as gym
 import numpy as np
 from torch import nn
 
-from scgrad.rl.config import RunConfig
+from scgrad.rl import distributed
+from scgrad.rl.config import RunConfig, require
 from scgrad.rl.data.runner import EnvRunner
 from scgrad.rl.envs.make import make_vector_env
 from scgrad.rl.envs.normalize import RunningNormalizer
@@ -73,12 +74,15 @@ class Algorithm:
         config: its settings dataclass (every field becomes a ``--flag``).
         make_model: ``make_model(config, obs_space, act_space)``: the default model.
         learner: ``learner(config, model, runner) -> Learner``.
+        data_parallel: whether it trains on several processes (``torchrun``): its learner
+            averages gradients and batch statistics over them (``scgrad.rl.distributed``).
     """
 
     name: str
     config: Type[RunConfig]
     make_model: Callable[[Any, gym.Space, gym.Space], nn.Module]
     learner: Callable[[Any, nn.Module, EnvRunner], Learner]
+    data_parallel: bool = False
 
     def train(self, config: RunConfig, out_dir: Optional[str] = None, resume: bool = False, progress: bool = False,
               stop_after: Optional[int] = None, actor_critic: Optional[ActorCriticFactory] = None) -> "RunResult":
@@ -107,6 +111,21 @@ class RunResult:
     stopped_early: bool = False
 
 
+def check_data_parallel(config: RunConfig, algorithm: Algorithm, processes: int) -> None:
+    """``ConfigError`` for settings a run on ``processes`` processes cannot share out evenly."""
+    require(algorithm.data_parallel, f"{algorithm.name} trains in one process; several processes (torchrun) "
+            "train the on-policy algorithms: vpg, trpo, ppo")
+    require(config.num_envs % processes == 0,
+            f"num_envs ({config.num_envs}) must be a multiple of the number of processes ({processes}): "
+            "each process steps an equal share of the environments")
+    minibatch = getattr(config, "minibatch_size", None)
+    require(minibatch is None or minibatch % processes == 0,
+            f"minibatch_size ({minibatch}) must be a multiple of the number of processes ({processes}): "
+            "each process takes an equal share of every minibatch")
+    require(not config.normalize_obs, "normalize_obs is not supported on several processes yet: each "
+            "process would normalise by the statistics of its own environments")
+
+
 def train(config: RunConfig, algorithm: Algorithm, out_dir: Optional[str] = None, resume: bool = False,
           progress: bool = False, stop_after: Optional[int] = None,
           actor_critic: Optional[ActorCriticFactory] = None) -> RunResult:
@@ -123,13 +142,18 @@ def train(config: RunConfig, algorithm: Algorithm, out_dir: Optional[str] = None
             checkpoint); resume later with ``resume=True``.
         actor_critic: a model of your own (see the module docstring); ``None``: the default.
     """
-    seed_everything(config.seed)
-    env = make_vector_env(config.env, config.num_envs)
+    here = distributed.start(getattr(config, "device", "cpu"))
+    if here.size > 1:
+        check_data_parallel(config, algorithm, here.size)
+    seed_everything(distributed.seed_of_rank(config.seed, here.rank))
+    envs = config.num_envs // here.size  # this process's share; environment i of rank r is number r·envs + i
+    env = make_vector_env(config.env, envs)
     obs_space, act_space = env.single_observation_space, env.single_action_space
     normalizer = RunningNormalizer((int(np.prod(obs_space.shape)),)) if config.normalize_obs else None
-    runner = EnvRunner(env, config.seed, normalizer)
+    runner = EnvRunner(env, config.seed + here.rank * envs, normalizer)
     model = (actor_critic(obs_space, act_space) if actor_critic is not None
              else algorithm.make_model(config, obs_space, act_space))
+    distributed.copy_from_main(model)  # every process starts from rank 0's weights
     learner = algorithm.learner(config, model, runner)
     state = {"model": model, "runner": runner, **learner.state,
              **({"normalizer": normalizer} if normalizer is not None else {})}

@@ -160,7 +160,7 @@ class OnPolicyLearner:
 
     def _buffer(self, steps: int) -> RolloutBuffer:
         (shape, dtype), space = self.obs_layout, self.runner.env.single_action_space
-        return RolloutBuffer(steps, self.config.num_envs, shape, *action_layout(space), obs_dtype=dtype)
+        return RolloutBuffer(steps, self.runner.num_envs, shape, *action_layout(space), obs_dtype=dtype)
 
     def epoch(self, i: int, start: int, stop: int) -> Dict[str, float]:
         """Collect, compute the batch and update (``base.Learner.epoch``)."""
@@ -180,7 +180,7 @@ class OnPolicyLearner:
 
 def algorithm(name: str, config: Type[OnPolicyConfig], update_class: Type[OnPolicyAlgorithm]) -> Algorithm:
     """The registry entry of an on-policy algorithm: the shared skeleton with its update."""
-    return Algorithm(name, config, make_model, functools.partial(OnPolicyLearner, update_class))
+    return Algorithm(name, config, make_model, functools.partial(OnPolicyLearner, update_class), data_parallel=True)
 
 
 def set_learning_rates(optimizers: Dict[str, torch.optim.Optimizer], fraction: float) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from scgrad.estimators import ImportanceWeighted
 
+from scgrad.rl import distributed
 from scgrad.rl.algos import onpolicy, registry as algorithms
 from scgrad.rl.algos.base import RunResult
 from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam
@@ -93,10 +94,11 @@ class PPO:
         c = self.config
         with torch.no_grad():
             before = self.loss_pi(model, batch)
-            info = {"LossPi": before.value, "LossV": value_loss(model.v, batch).item(),
-                    "Entropy": before.dist.entropy().mean().item()}
+            info = dict(zip(("LossPi", "LossV", "Entropy"), distributed.mean(
+                before.value, value_loss(model.v, batch), before.dist.entropy().mean())))
         policy_on, steps, shared = True, 0, "model" in optimizers
-        size = c.minibatch_size or len(batch)
+        # in a data-parallel run each process steps on its share of every minibatch
+        size = c.minibatch_size // distributed.world().size if c.minibatch_size else len(batch)
         for _ in range(c.update_epochs):
             if shared and not policy_on:
                 break
@@ -110,7 +112,8 @@ class PPO:
                     pl = self.loss_pi(model, mb)
                     # Spinning Up's early stop: the policy may not drift far from π_old; the
                     # critic keeps learning (its parameters get the only gradients from here on)
-                    policy_on = c.target_kl is None or approx_kl(mb.logp, pl.logp.detach()).item() <= 1.5 * c.target_kl
+                    policy_on = (c.target_kl is None or
+                                 distributed.mean(approx_kl(mb.logp, pl.logp.detach())) <= 1.5 * c.target_kl)
                 if policy_on:
                     loss = loss + pl.loss - (c.ent_coef * pl.dist.entropy().mean() if c.ent_coef else 0.0)
                     steps += 1
@@ -129,7 +132,8 @@ class PPO:
         with torch.no_grad():
             log_ratio = model.pi.distribution(batch.obs).log_prob(batch.act) - batch.logp
             clipped = ((log_ratio.exp() - 1.0).abs() > self.config.clip_ratio).float().mean()
-            return {"KL": approx_kl(batch.logp, batch.logp + log_ratio).item(), "ClipFrac": clipped.item()}
+            kl, clip_frac = distributed.mean(approx_kl(batch.logp, batch.logp + log_ratio), clipped)
+            return {"KL": kl, "ClipFrac": clip_frac}
 
 
 def ppo(env: str, out_dir: Optional[str] = None, **options: Any) -> RunResult:

@@ -16,6 +16,7 @@ from torch.distributions import kl_divergence
 
 from scgrad.estimators import ImportanceWeighted
 
+from scgrad.rl import distributed
 from scgrad.rl.algos import onpolicy, registry as algorithms
 from scgrad.rl.algos.base import RunResult
 from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value, require_separate_networks
@@ -81,12 +82,14 @@ class TRPO:
         with torch.no_grad():
             old_dist = model.pi.distribution(batch.obs)
         pl = self.loss_pi(model, batch)
-        info = {"LossPi": pl.value, "LossV": value_loss(model.v, batch).item(),
-                "Entropy": pl.dist.entropy().mean().item()}
-        grad = flat_grad(pl.loss, params)
+        info = dict(zip(("LossPi", "LossV", "Entropy"),
+                        distributed.mean(pl.value, value_loss(model.v, batch), pl.dist.entropy().mean())))
+        # in a data-parallel run every process holds a share of the batch: the gradient, the
+        # Fisher-vector products and the line search's loss and KL are means over all of them
+        grad = distributed.mean_tensor(flat_grad(pl.loss, params))
         kl_grad = flat_grad(kl_divergence(old_dist, model.pi.distribution(batch.obs)).mean(), params,
                             create_graph=True)
-        fvp = lambda v: fisher_vector_product(kl_grad, params, v, c.damping)  # noqa: E731
+        fvp = lambda v: distributed.mean_tensor(fisher_vector_product(kl_grad, params, v, c.damping))  # noqa: E731
         direction = conjugate_gradient(fvp, grad, c.cg_iters)  # ≈ F⁻¹ ∇L
         shs = direction.dot(fvp(direction)).clamp_min(1e-12)
         full_step = -torch.sqrt(2.0 * c.delta / shs) * direction  # descend the loss
@@ -96,10 +99,9 @@ class TRPO:
             set_flat_params(params, theta_old + step)
             with torch.no_grad():
                 loss = self.loss_pi(model, batch)
-                kl = kl_divergence(old_dist, loss.dist).mean().item()
-            return loss.value, kl
+                return tuple(distributed.mean(loss.value, kl_divergence(old_dist, loss.dist).mean()))
 
-        result = backtracking_line_search(evaluate, full_step, pl.value, c.delta, c.backtrack_coef,
+        result = backtracking_line_search(evaluate, full_step, info["LossPi"], c.delta, c.backtrack_coef,
                                           c.backtrack_iters)
         set_flat_params(params, theta_old + result.step if result.step is not None else theta_old)
         fit_value(model.v, optimizers["v"], batch, c.train_v_iters, c.max_grad_norm)

@@ -14,6 +14,7 @@ import torch
 
 from scgrad.estimators import ScoreFunction
 
+from scgrad.rl import distributed
 from scgrad.rl.algos import onpolicy, registry as algorithms
 from scgrad.rl.algos.base import RunResult
 from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam, fit_value, require_separate_networks
@@ -68,13 +69,14 @@ class VPG:
         pl = self.loss_pi(model, batch)
         entropy = pl.dist.entropy().mean()
         with torch.no_grad():
-            info = {"LossPi": pl.value, "LossV": value_loss(model.v, batch).item(), "Entropy": entropy.item()}
+            info = dict(zip(("LossPi", "LossV", "Entropy"),
+                            distributed.mean(pl.value, value_loss(model.v, batch), entropy)))
         optimizers["pi"].zero_grad()
         (pl.loss - c.ent_coef * entropy).backward()
         step([optimizers["pi"]], c.max_grad_norm)
         fit_value(model.v, optimizers["v"], batch, c.train_v_iters, c.max_grad_norm)
         with torch.no_grad():
-            info["KL"] = approx_kl(batch.logp, model.pi.distribution(batch.obs).log_prob(batch.act)).item()
+            info["KL"] = distributed.mean(approx_kl(batch.logp, model.pi.distribution(batch.obs).log_prob(batch.act)))
         return info
 
 

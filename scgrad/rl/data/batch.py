@@ -6,6 +6,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from scgrad.rl import distributed
 from scgrad.rl.data.rollout_buffer import RolloutBuffer
 from scgrad.rl.returns import gae
 
@@ -66,5 +67,6 @@ def compute_batch(buffer: RolloutBuffer, policy: nn.Module, value: nn.Module, ga
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
-    """(x − mean) / (std + 1e-8) over all elements: advantages on a common scale."""
-    return (x - x.mean()) / (x.std() + 1e-8)
+    """(x − mean) / (std + 1e-8) over all elements: advantages on a common scale. In a
+    data-parallel run the elements of every process count (``distributed.standardize``)."""
+    return distributed.standardize(x)
