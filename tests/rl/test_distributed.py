@@ -170,3 +170,15 @@ def test_two_machines_are_two_launches_that_meet_at_one_endpoint(tmp_path):
 def test_backend_follows_the_device():
     assert distributed.backend_for("cpu") == "gloo"
     assert distributed.backend_for("cuda") == "nccl"
+
+
+def test_the_speed_up_benchmark_runs_one_and_two_processes(tmp_path):
+    """A smoke run of ``benchmarks/distributed.py`` (the real one needs both cores to itself)."""
+    bench = Path(__file__).parents[2] / "benchmarks" / "distributed.py"
+    done = subprocess.run([sys.executable, str(bench), "--env", "CartPole-v1", "--steps", "512", "--runs",
+                           str(tmp_path), "--out", str(tmp_path / "R.md")], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = [json.loads(f.read_text()) for f in tmp_path.glob("*.json")]
+    assert sorted(r["processes"] for r in runs) == [1, 2] and all(r["steps"] == 512 for r in runs)
+    assert "| CartPole-v1 | 512 | 0 |" in (tmp_path / "R.md").read_text()

@@ -1,0 +1,205 @@
+"""Data-parallel PPO: two processes against one at the same global batch, and what the
+communication costs.
+
+    python benchmarks/distributed.py --env HalfCheetah-v5 --steps 100000 --seeds 0,1,2
+    python benchmarks/distributed.py --env ALE/Pong-v5 --steps 100000 --seeds 0
+    python benchmarks/distributed.py --part comm      # all-reduce time of each network's gradient
+    python benchmarks/distributed.py --part report    # only rewrite the section
+
+Each run is the command line a user types — ``python -m scgrad.rl train ppo ...`` for one
+process, ``torchrun --standalone --nproc_per_node=2 -m scgrad.rl train ppo ...`` for two — with
+the same settings (the preset, ``--num_envs`` environments in all, one torch thread per
+process), one run at a time: two processes need both cores, so nothing else may run beside
+the benchmark. Speed-up = wall-clock of training (progress.csv's Time at the last epoch) of one
+process over two; returns are the mean episode return of the last 10% of epochs, mean ± std
+over seeds. Runs are saved in ``benchmarks/distributed_runs/<name>.json`` and not repeated.
+
+The communication share of an epoch is estimated from ``--part comm``: the time of one
+all-reduce of each network's flat gradient (and of the float64 scalars the updates average)
+between two processes, times the all-reduces an epoch makes, over the epoch's wall-clock.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _results import made_by, update_section  # noqa: E402
+
+RUNS = HERE / "distributed_runs"
+START, END = "## Data-parallel PPO", "<!-- end data-parallel -->"
+#: global settings per environment: environments in all (a multiple of 2) and anything else changed
+SETTINGS = {"HalfCheetah-v5": ["--num_envs", "2"], "ALE/Pong-v5": ["--num_envs", "8", "--cnn", "small"]}
+
+
+def run_name(env: str, processes: int, steps: int, seed: int) -> str:
+    return f"{env.replace('/', '-')}-p{processes}-n{steps}-s{seed}"
+
+
+def train(env: str, processes: int, steps: int, seed: int, runs: Path) -> dict:
+    """One training run (skipped if saved in ``runs``); its wall-clock and returns."""
+    name = run_name(env, processes, steps, seed)
+    saved = runs / f"{name}.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    folder = runs / "folders" / name
+    shutil.rmtree(folder, ignore_errors=True)  # a run killed before it was saved starts again
+    train_args = ["-m", "scgrad.rl", "train", "ppo", "--env", env, *SETTINGS.get(env, ["--num_envs", "2"]),
+                  "--steps", str(steps), "--seed", str(seed), "--out", str(folder), "--no-progress"]
+    launcher = ([sys.executable] if processes == 1 else
+                [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"])
+    env_vars = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    done = subprocess.run([*launcher, *train_args], capture_output=True, text=True, env=env_vars)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
+    rows = (folder / "progress.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    table = [dict(zip(header, r.split(","))) for r in rows[1:]]
+    tail = table[-max(1, len(table) // 10):]
+    returns = [float(r["AverageEpRet"]) for r in tail if r.get("AverageEpRet")]
+    result = {"env": env, "processes": processes, "steps": steps, "seed": seed, "epochs": len(table),
+              "train_seconds": float(table[-1]["Time"]), "wall_seconds": time.perf_counter() - start,
+              "final_return": float(np.mean(returns)) if returns else float("nan"),
+              "steps_per_epoch": int(table[0]["TotalEnvInteracts"])}
+    saved.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result), flush=True)
+    return result
+
+
+# ------------------------------------------------------------------ communication
+def comm_worker(out: Path, repeats: int) -> None:
+    """(torchrun, 2 processes) seconds per all-reduce of each gradient size, rank 0 writes them."""
+    import torch
+    import torch.distributed as dist
+
+    from scgrad.rl import distributed
+    from scgrad.rl.algos.ppo import PPOConfig
+    from scgrad.rl.algos.onpolicy import make_model
+    from scgrad.rl.envs.make import make_vector_env
+
+    torch.set_num_threads(1)
+    here = distributed.start()
+    sizes = {"float64 scalars (losses, KL)": 4}
+    for env, extra in SETTINGS.items():
+        config = PPOConfig(env=env, cnn="small")
+        vec = make_vector_env(env, 1)
+        model = make_model(config, vec.single_observation_space, vec.single_action_space)
+        vec.close()
+        sizes[f"{env} model gradient"] = sum(p.numel() for p in model.parameters())
+    timings = {}
+    for label, size in sizes.items():
+        x = torch.zeros(size, dtype=torch.float64 if "scalars" in label else torch.float32)
+        for _ in range(5):
+            dist.all_reduce(x)
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            dist.all_reduce(x)
+        timings[label] = {"elements": size, "seconds": (time.perf_counter() - start) / repeats}
+    if here.main:
+        out.write_text(json.dumps(timings, indent=1))
+    distributed.stop()
+
+
+def comm(repeats: int, runs: Path) -> dict:
+    out = runs / "comm.json"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(Path(__file__).resolve()), "--comm-worker", str(out), "--repeats", str(repeats)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"comm worker failed: {done.stderr[-2000:]}")
+    result = json.loads(out.read_text())
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def allreduces_per_epoch(run: dict, runs: Path) -> Dict[str, int]:
+    """The all-reduces one PPO epoch makes (the preset's update_epochs and minibatch size): a
+    gradient per minibatch step, a KL mean per step, and a few statistics."""
+    config = json.loads((runs / "folders" / run_name(run["env"], 2, run["steps"], run["seed"]) /
+                         "config.json").read_text())
+    minibatches = config["steps_per_epoch"] // (config["minibatch_size"] or config["steps_per_epoch"])
+    steps = config["update_epochs"] * minibatches
+    return {"gradient": steps, "scalars": steps + 6}
+
+
+# ------------------------------------------------------------------ the section
+def section(command: str, folder: Path) -> str:
+    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "comm.json"]
+    timing = json.loads((folder / "comm.json").read_text()) if (folder / "comm.json").exists() else None
+    lines = [START, "",
+             "PPO with its preset, the same global settings on one process and on two (`torchrun "
+             "--standalone --nproc_per_node=2`), one torch thread each, one run at a time on this "
+             "2-core machine. Speed-up: training wall-clock of one process over two; returns: mean "
+             "episode return over the last 10% of epochs (mean ± std over seeds).", "",
+             "| env | steps | seeds | 1 process s | 2 processes s | speed-up | return, 1 process | "
+             "return, 2 processes | communication share (est.) |", "|---|---|---|---|---|---|---|---|---|"]
+    by_env: Dict[tuple, Dict[int, List[dict]]] = {}
+    for run in runs:
+        by_env.setdefault((run["env"], run["steps"]), {}).setdefault(run["processes"], []).append(run)
+    for (env, steps), groups in sorted(by_env.items()):
+        one, two = groups.get(1, []), groups.get(2, [])
+        seeds = sorted({r["seed"] for r in one} & {r["seed"] for r in two})
+        if not seeds:
+            continue
+        t1 = np.mean([r["train_seconds"] for r in one if r["seed"] in seeds])
+        t2 = np.mean([r["train_seconds"] for r in two if r["seed"] in seeds])
+        r1 = [r["final_return"] for r in one if r["seed"] in seeds]
+        r2 = [r["final_return"] for r in two if r["seed"] in seeds]
+        share = ""
+        if timing is not None and f"{env} model gradient" in timing:
+            run = next(r for r in two if r["seed"] in seeds)
+            counts = allreduces_per_epoch(run, folder)
+            grad = timing[f"{env} model gradient"]["seconds"]
+            scalar = timing["float64 scalars (losses, KL)"]["seconds"]
+            per_epoch = counts["gradient"] * grad + counts["scalars"] * scalar
+            share = f"{per_epoch / (t2 / run['epochs']):.1%} ({per_epoch * 1e3:.0f} ms of {t2 / run['epochs'] * 1e3:.0f} ms per epoch)"
+        lines.append(f"| {env} | {steps:,} | {','.join(map(str, seeds))} | {t1:.0f} | {t2:.0f} | {t1 / t2:.2f}× | "
+                     f"{np.mean(r1):.1f} ± {np.std(r1):.1f} | {np.mean(r2):.1f} ± {np.std(r2):.1f} | {share} |")
+    if timing is not None:
+        lines += ["", "All-reduce between the two processes (gloo, loopback), per call: " + "; ".join(
+            f"{k} ({v['elements']:,} elements): {v['seconds'] * 1e6:.0f} µs" for k, v in timing.items()) + "."]
+    lines += [""] + made_by(command) + ["", END]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", default="train", help="train, comm or report")
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--runs", default=str(RUNS), help="where runs are saved")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--comm-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.comm_worker:
+        comm_worker(Path(args.comm_worker), args.repeats)
+        return 0
+    runs = Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    if args.part == "train":
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for processes in (1, 2):
+                train(args.env, processes, args.steps, seed, runs)
+    elif args.part == "comm":
+        comm(args.repeats, runs)
+    command = "python benchmarks/distributed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    update_section(Path(args.out), section(command.strip(), runs), START, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
