@@ -12,6 +12,10 @@ training digit once, on fresh canvases. The run folder, checkpoints, exact resum
 and progress.csv are scgrad.rl's; a RAM run also draws its glimpse paths into the folder
 (``glimpses.png``, ``glimpses.gif``). The last line printed is
 ``test_error=<float> val_error=<float> epochs=<int>`` (errors as fractions).
+
+Data-parallel on N processes (each takes 1/N of every batch; the gradients are averaged):
+
+    torchrun --standalone --nproc_per_node=2 examples/hard_attention/train.py --task mnist --out runs/ram2
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import data  # noqa: E402
 import ram  # noqa: E402
 from baselines import ConvNet, fully_connected  # noqa: E402
 
+from scgrad.rl import distributed  # noqa: E402
 from scgrad.rl.errors import RLError  # noqa: E402
 from scgrad.rl.run.checkpoint import seed_everything  # noqa: E402
 from scgrad.rl.run.commandline import settings_from, settings_parser  # noqa: E402
@@ -168,28 +173,42 @@ def learning_rate(s: Settings, epoch: int) -> float:
 
 def train(s: Settings, out: Optional[str], resume: bool = False, progress: bool = True,
           split: Optional[Split] = None) -> Tuple[float, float, int]:
-    """Train (or resume) into the run folder ``out``; returns (test error, validation error, epochs)."""
+    """Train (or resume) into the run folder ``out``; returns (test error, validation error, epochs).
+
+    Under ``torchrun`` (several processes) each batch is shared out: process r trains on images
+    r, r + N, ... of it, on canvases and locations of its own random stream, and the gradients
+    are averaged before each step (``scgrad.rl.distributed``); process 0 writes the run folder.
+    """
+    here = distributed.world()
     task = data.TASKS[s.task]
     split = split or load_split(task)
     seed_everything(s.seed)
     model = make_model(s)
+    distributed.copy_from_main(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     examples = len(split.train)
 
     def epoch(i: int, start: int, stop: int) -> dict:
-        generator = torch.Generator().manual_seed(s.seed * 1_000_003 + i)  # a resume redraws the same canvases
+        shared = torch.Generator().manual_seed(s.seed * 1_000_003 + i)  # a resume redraws the same canvases
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(s, i)
-        order = torch.randperm(examples, generator=generator)[:stop - start]
+        order = torch.randperm(examples, generator=shared)[:stop - start]  # the same on every process
+        # process 0 draws from the epoch's stream, as a single process does; the others from their own
+        generator = shared if here.rank == 0 else torch.Generator().manual_seed(
+            distributed.seed_of_rank(s.seed * 1_000_003 + i, here.rank))
         total_loss, wrong = 0.0, 0
         for first in range(0, len(order), s.batch):
-            idx = order[first:first + s.batch]
+            idx = order[first:first + s.batch][here.rank::here.size]  # this process's share of the batch
             images = data.canvases(split.train[idx], task, split.train, generator)
             loss, errors = batch_loss(model, s, images, split.train_labels[idx], generator)
             optimizer.zero_grad()
-            loss.backward()
+            # each share's mean, weighted by its size: the average over processes is the batch's mean
+            (loss * (len(idx) * here.size / len(order[first:first + s.batch])) if here.size > 1 else loss).backward()
+            distributed.average_([p.grad for p in model.parameters() if p.grad is not None])
             optimizer.step()
             total_loss, wrong = total_loss + float(loss.detach()) * len(idx), wrong + int(errors)
+        if here.size > 1:  # sums over every process's share
+            total_loss, wrong = (here.size * x for x in distributed.mean(total_loss, wrong))
         return {"Loss": total_loss / len(order), "TrainError": wrong / len(order),
                 "ValError": error_rate(model, split.val, split.val_labels)}
 
@@ -197,7 +216,7 @@ def train(s: Settings, out: Optional[str], resume: bool = False, progress: bool 
                         {"model": model, "optimizer": optimizer}, epoch, count="Examples", length="epochs")
     rows, _ = run(training, out, resume=resume, progress=progress)
     test_error = error_rate(model, split.test, split.test_labels)
-    if out is not None and isinstance(model, ram.RAM):
+    if out is not None and isinstance(model, ram.RAM) and here.main:
         from pictures import draw_glimpse_paths
 
         draw_glimpse_paths(model, split.test[:12], Path(out))
@@ -213,12 +232,16 @@ def main(argv: Optional[list] = None) -> int:
     try:
         s = settings_from(Settings, args, "epochs")
         torch.set_num_threads(1)  # one BLAS thread: small networks, a shared machine
+        distributed.start()  # under torchrun: join the other processes
         test_error, val_error, epochs = train(s, args.resume or args.out, resume=bool(args.resume),
                                               progress=not args.no_progress and sys.stderr.isatty())
     except (RLError, data.DataError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
+        distributed.abandon()
         return 2
-    print(f"test_error={test_error:.4f} val_error={val_error:.4f} epochs={epochs}")
+    if distributed.world().main:
+        print(f"test_error={test_error:.4f} val_error={val_error:.4f} epochs={epochs}")
+    distributed.stop()
     return 0
 
 

@@ -228,3 +228,35 @@ def test_the_command_line_prints_its_last_line_and_refuses_bad_input(tmp_path, c
     assert train.main(["--task", "svhn", "--out", str(tmp_path / "x")]) == 2
     assert "--task must be one of" in capsys.readouterr().err
     assert train.main(["--resume", str(tmp_path / "nowhere")]) == 2
+
+
+def test_two_processes_share_each_batch_keep_one_model_and_resume_exactly(tmp_path):
+    """torchrun, two processes: one model bitwise in both, the run folder written once, and a
+    run cut after one epoch and resumed ends as the uninterrupted one."""
+    import os
+    import subprocess
+
+    from scgrad.rl.run.checkpoint import read_checkpoint
+    from scgrad.rl.run.folder import read_progress
+
+    def launch(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                   str(FOLDER / "train.py"), "--no-progress", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    common = ["--task", "mnist", "--glimpses", "2", "--checkpoint-every", "1"]
+    runs = [launch(*common, "--epochs", "2", "--out", str(tmp_path / "whole")),
+            launch(*common, "--epochs", "1", "--out", str(tmp_path / "cut"))]
+    runs.append(launch("--resume", str(tmp_path / "cut"), "--epochs", "2"))
+    for done in runs:
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len([line for line in done.stdout.splitlines() if line.startswith("test_error=")]) == 1
+    assert runs[0].stdout.strip().splitlines()[-1] == runs[2].stdout.strip().splitlines()[-1]
+    untimed = [[{k: v for k, v in row.items() if k != "Time"} for row in read_progress(tmp_path / name)]
+               for name in ("whole", "cut")]
+    assert untimed[0] == untimed[1] and int(untimed[0][-1]["Examples"]) == 9000  # both processes' images count
+    whole, cut = read_checkpoint(tmp_path / "whole")[1], read_checkpoint(tmp_path / "cut")[1]
+    other = whole["other_processes"][0]["model"]
+    assert all(torch.equal(whole["model"][k], other[k]) for k in other)  # one model in both processes
+    assert all(torch.equal(whole["model"][k], cut["model"][k]) for k in other)
