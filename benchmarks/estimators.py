@@ -360,7 +360,7 @@ class Spec:
     Attributes:
         label: the row's name.
         make: builds the scgrad estimator (once per run: baselines keep state).
-        peer: ``peer(storch, n)`` builds the Storchastic method, or ``None`` if it has none.
+        peer: ``peer(storch, n, problem)`` builds the Storchastic method, or ``None`` if it has none.
         enumerate: evaluates the whole support (one "sample", K cost evaluations).
         warmup: gradient estimates discarded first (a moving average needs history; RELAX's
             control variate trains on them).
@@ -372,7 +372,7 @@ class Spec:
 
     label: str
     make: Callable[..., Any]
-    peer: Optional[Callable[[Any, int], Any]] = None
+    peer: Optional[Callable[[Any, int, Any], Any]] = None
     enumerate: bool = False
     warmup: int = 5
     per_sample: int = 1
@@ -428,35 +428,41 @@ def relax_gradient(problem: Problem, estimator: RELAX, n: int) -> torch.Tensor:
     return problem.theta.grad.clone()
 
 
-def _storch_gumbel(temperature: float, hard: bool) -> Callable[[Any, int], Any]:
+def _storch_gumbel(temperature: float, hard: bool) -> Callable[[Any, int, Problem], Any]:
     """A Storchastic Gumbel-softmax factory at a fixed temperature (annealing turned off)."""
-    return lambda storch, n: storch.method.GumbelSoftmax(
+    return lambda storch, n, _problem: storch.method.GumbelSoftmax(
         "z", n_samples=n, straight_through=hard, initial_temperature=temperature, annealing_rate=0.0)
+
+
+def _storch_relax(storch: Any, n: int, problem: Problem) -> Any:
+    """Storchastic's RELAX with its own control variate for the relaxed sample's width (its
+    parameters, temperature and η are not trained here: under torch 2.13 it fails before)."""
+    return storch.method.RELAX("z", n_samples=n, in_dim=relaxed_input_size(problem))
 
 
 SINGLE = ("bernoulli", "categorical")  # one bit or one category per sample (not a vector of bits)
 SPECS: List[Spec] = [
     Spec("ScoreFunction", ScoreFunction,
-         peer=lambda storch, n: storch.method.ScoreFunction("z", n_samples=n)),
+         peer=lambda storch, n, _problem: storch.method.ScoreFunction("z", n_samples=n)),
     Spec("ScoreFunction + LeaveOneOut", lambda: ScoreFunction(baseline=LeaveOneOut(dim=0)),
-         peer=lambda storch, n: storch.method.ScoreFunction("z", n_samples=n, baseline_factory="batch_average")),
+         peer=lambda storch, n, _problem: storch.method.ScoreFunction("z", n_samples=n, baseline_factory="batch_average")),
     Spec("ScoreFunction + MovingAverage(0.9)", lambda: ScoreFunction(baseline=MovingAverage(0.9)),
-         peer=lambda storch, n: storch.method.ScoreFunction(
+         peer=lambda storch, n, _problem: storch.method.ScoreFunction(
              "z", n_samples=n, baseline_factory="moving_average", exponential_decay=0.9),
          warmup=100),
-    Spec("Enumerate", Enumerate, peer=lambda storch, n: storch.method.Expect("z"), enumerate=True, kinds=SINGLE),
+    Spec("Enumerate", Enumerate, peer=lambda storch, n, _problem: storch.method.Expect("z"), enumerate=True, kinds=SINGLE),
     Spec("GumbelSoftmax(t=0.5)", lambda: GumbelSoftmax(0.5), peer=_storch_gumbel(0.5, False), kinds=SINGLE),
     Spec("GumbelSoftmax(t=1.0)", lambda: GumbelSoftmax(1.0), peer=_storch_gumbel(1.0, False), kinds=SINGLE),
     Spec("GumbelSoftmax(t=1.0, hard)", lambda: GumbelSoftmax(1.0, hard=True), peer=_storch_gumbel(1.0, True),
          kinds=SINGLE),
     Spec("StraightThrough", StraightThrough, kinds=SINGLE),
-    Spec("ARM", ARM, peer=lambda storch, n: storch.method.ARM("z", n_samples=n), per_sample=2,
+    Spec("ARM", ARM, peer=lambda storch, n, _problem: storch.method.ARM("z", n_samples=n), per_sample=2,
          kinds=("bernoulli", "bits")),
-    Spec("DisARM", DisARM, peer=lambda storch, n: storch.method.DisARM("z", n_samples=n), per_sample=2,
+    Spec("DisARM", DisARM, peer=lambda storch, n, _problem: storch.method.DisARM("z", n_samples=n), per_sample=2,
          kinds=("bernoulli", "bits")),
-    Spec("REBAR(t=0.5, η=1)", lambda: REBAR(0.5, 1.0), peer=lambda storch, n: storch.method.REBAR("z", n_samples=n),
+    Spec("REBAR(t=0.5, η=1)", lambda: REBAR(0.5, 1.0), peer=lambda storch, n, _problem: storch.method.REBAR("z", n_samples=n),
          per_sample=3),
-    Spec("RELAX (MLP control variate)", make_relax, warmup=300, gradient=relax_gradient),
+    Spec("RELAX (MLP control variate)", make_relax, warmup=300, gradient=relax_gradient, peer=_storch_relax),
 ]
 REFERENCE = "ScoreFunction"  # variance ratios are relative to scgrad's plain score function
 
@@ -621,7 +627,7 @@ def storch_variance_runs(storch: Any, cfg: Config) -> Dict[str, Dict[str, Dict[s
         problem = make_problem()
         torch.manual_seed(cfg.seed)
         specs = [spec for spec in SPECS if spec.peer is not None and spec.supports(problem)]
-        estimators = {spec.label: partial(storch_gradient, storch, problem, spec.peer(storch, spec.samples(cfg)))
+        estimators = {spec.label: partial(storch_gradient, storch, problem, spec.peer(storch, spec.samples(cfg), problem))
                       for spec in specs}
         runs[key] = collect(estimators, {spec.label: spec.warmup for spec in specs}, cfg.replicates,
                             cfg.seed, cfg.max_seconds)
