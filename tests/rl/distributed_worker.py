@@ -5,8 +5,8 @@
 JOB is one of:
 - ``updates``: one update of each on-policy algorithm on a fixed global batch, each process
   holding an equal share (``update_results``); rank r saves its parameters to OUT/rank{r}.pt.
-- ``resume``: a PPO run stopped after 2 epochs and resumed, and the same run uninterrupted, in
-  OUT/stopped and OUT/straight.
+- ``resume``: a PPO run (observations normalised) stopped after 2 epochs and resumed, and the
+  same run uninterrupted, in OUT/stopped and OUT/straight.
 - ``kill``: a PPO run in OUT/run whose rank 1 is killed (SIGKILL) in its third epoch.
 """
 from __future__ import annotations
@@ -87,9 +87,10 @@ def main(job: str, out: Path) -> None:
         per = SAMPLES // here.size
         torch.save(update_results(slice(here.rank * per, (here.rank + 1) * per)), out / f"rank{here.rank}.pt")
     elif job == "resume":
-        ppo.ppo("CartPole-v1", str(out / "stopped"), steps=1024, stop_after=2, **RUN)
-        ppo.ppo("CartPole-v1", str(out / "stopped"), steps=1024, resume=True, **RUN)
-        ppo.ppo("CartPole-v1", str(out / "straight"), steps=1024, **RUN)
+        settings = {**RUN, "normalize_obs": True}  # the processes share their observation statistics
+        ppo.ppo("CartPole-v1", str(out / "stopped"), steps=1024, stop_after=2, **settings)
+        ppo.ppo("CartPole-v1", str(out / "stopped"), steps=1024, resume=True, **settings)
+        ppo.ppo("CartPole-v1", str(out / "straight"), steps=1024, **settings)
     elif job == "kill":
         ppo.ppo("CartPole-v1", str(out / "run"), steps=2048, checkpoint_every=1, actor_critic=killer, **RUN)
     distributed.stop()

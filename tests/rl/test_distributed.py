@@ -102,6 +102,8 @@ def test_a_stopped_and_resumed_two_process_run_equals_an_uninterrupted_one(tmp_p
         assert torch.equal(a["runner"]["obs"], b["runner"]["obs"])
     rank0, rank1 = ranks_of(straight)
     assert_same_state(rank0["model"], rank1["model"])  # one model, bitwise, in every process
+    assert_same_state(rank0["normalizer"], rank1["normalizer"])  # one set of observation statistics
+    assert float(rank0["normalizer"]["count"]) == 1024 + 2  # every step of both, and the two first resets
     assert not torch.equal(rank0["runner"]["obs"], rank1["runner"]["obs"])  # their own environments
     assert json.loads((straight / "config.json").read_text())["run"]["processes"] == 2
 

@@ -84,6 +84,28 @@ def test_normalizer_matches_full_data_statistics():
     torch.testing.assert_close(restored(x), norm(x))
 
 
+def test_normalizers_that_share_their_pending_batches_agree_with_one_that_saw_everything():
+    """Two processes' normalisers (simulated): each sees its own batches, then both share; they
+    equal each other bitwise and one normaliser fed every batch to float rounding, twice over."""
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(20, 3, generator=g, dtype=torch.float64) * (i + 1) + i for i in range(8)]
+    a, b, whole = RunningNormalizer((3,)), RunningNormalizer((3,)), RunningNormalizer((3,))
+    for round_ in range(2):
+        for i, x in enumerate(batches[4 * round_:4 * round_ + 4]):
+            (a if i % 2 == 0 else b).update(x)
+            whole.update(x)
+        assert not torch.equal(a.mean, b.mean)  # control: before sharing they differ
+        pendings = [a.pending, b.pending]
+        a.share(pendings)
+        b.share(pendings)
+        assert torch.equal(a.mean, b.mean) and torch.equal(a.var, b.var) and float(a.count) == 80 * (round_ + 1)
+        torch.testing.assert_close(a.mean, whole.mean)
+        torch.testing.assert_close(a.var, whole.var)
+    restored = RunningNormalizer((3,))
+    restored.load_state_dict(a.state_dict())
+    assert float(restored.pending[0]) == 0 and torch.equal(restored.shared[1], a.mean)
+
+
 # ------------------------------------------------------------------ networks
 def test_mlp_shapes_and_activation():
     net = mlp([4, 8, 8, 2], nn.ReLU)

@@ -122,8 +122,6 @@ def check_data_parallel(config: RunConfig, algorithm: Algorithm, processes: int)
     require(minibatch is None or minibatch % processes == 0,
             f"minibatch_size ({minibatch}) must be a multiple of the number of processes ({processes}): "
             "each process takes an equal share of every minibatch")
-    require(not config.normalize_obs, "normalize_obs is not supported on several processes yet: each "
-            "process would normalise by the statistics of its own environments")
 
 
 def train(config: RunConfig, algorithm: Algorithm, out_dir: Optional[str] = None, resume: bool = False,

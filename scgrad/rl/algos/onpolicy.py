@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scgrad.rl import distributed
 from scgrad.rl.algos.base import Algorithm
 from scgrad.rl.config import RunConfig, require, require_positive, require_unit_interval
 from scgrad.rl.data.batch import Batch, compute_batch
@@ -170,6 +171,9 @@ class OnPolicyLearner:
         # a short last epoch (steps_per_epoch does not divide steps) gets a buffer of its own
         rollout = self.buffer if steps == self.buffer.steps else self._buffer(steps)
         collect_rollout(self.runner, self.model.pi, rollout, self.device)
+        if self.runner.normalizer is not None and distributed.world().size > 1:
+            # every process normalised by what it saw; from here on all use what all saw
+            self.runner.normalizer.share(distributed.gather(self.runner.normalizer.pending))
         if c.clip_rewards:  # the runner has already counted the true rewards into the episode returns
             rollout.rew.sign_()
         if self.device.type != "cpu":

@@ -24,17 +24,28 @@ class RunningNormalizer:
         self.var = torch.ones(shape, dtype=torch.float64)
         self.count = torch.zeros((), dtype=torch.float64)
         self.clip, self.eps = clip, eps
+        #: (count, mean, var) of the batches seen since the statistics were last shared with
+        #: the other processes of a data-parallel run (``share``), and the statistics then
+        self.pending = (self.count.clone(), self.mean.clone(), self.var.clone())
+        self.shared = self.pending
 
     def update(self, x: torch.Tensor) -> None:
         """Merge a batch ``x`` of shape [N, *shape] into the statistics."""
         x = x.detach().to(torch.float64).reshape(-1, *self.mean.shape)
-        n = x.shape[0]
-        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.var = (self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)) / total
-        self.count = total
+        batch = (torch.tensor(float(x.shape[0]), dtype=torch.float64), x.mean(0), x.var(0, unbiased=False))
+        self.count, self.mean, self.var = merge((self.count, self.mean, self.var), batch)
+        self.pending = merge(self.pending, batch)
+
+    def share(self, pendings: list) -> None:
+        """Become the statistics shared last merged with every process's pending batches
+        (``pendings``: their ``pending``, in rank order, this process's included), as every
+        process of the run does at the same point: their statistics are then equal again."""
+        merged = self.shared
+        for moments in pendings:
+            merged = merge(merged, moments)
+        self.count, self.mean, self.var = (t.clone() for t in merged)
+        self.shared = merged
+        self.pending = (torch.zeros((), dtype=torch.float64), torch.zeros_like(self.mean), torch.ones_like(self.var))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised ``x`` (any leading dims), in ``x``'s dtype."""
@@ -51,3 +62,19 @@ class RunningNormalizer:
             raise ValueError(f"normaliser state has shape {tuple(state['mean'].shape)}, "
                              f"expected {tuple(self.mean.shape)}")
         self.mean, self.var, self.count = (state[k].clone() for k in ("mean", "var", "count"))
+        self.shared = (self.count.clone(), self.mean.clone(), self.var.clone())  # checkpoints follow a share
+        self.pending = (torch.zeros((), dtype=torch.float64), torch.zeros_like(self.mean), torch.ones_like(self.var))
+
+
+def merge(a: tuple, b: tuple) -> tuple:
+    """(count, mean, var) of the union of two sets of observations given as (count, mean, var)
+    (population variances; Chan et al.'s parallel update). Either may be empty (count 0)."""
+    count_a, mean_a, var_a = a
+    count_b, mean_b, var_b = b
+    total = count_a + count_b
+    if float(total) == 0:
+        return a
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (count_b / total)
+    var = (var_a * count_a + var_b * count_b + delta.square() * (count_a * count_b / total)) / total
+    return total, mean, var
