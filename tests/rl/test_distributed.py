@@ -110,7 +110,9 @@ def test_a_stopped_and_resumed_two_process_run_equals_an_uninterrupted_one(tmp_p
 
 def test_killing_one_process_stops_both_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     start = time.perf_counter()
-    done = torchrun(str(WORKER), "kill", str(tmp_path), cwd=tmp_path)
+    # the launcher looks at its processes every 5 s: rank 0 must notice the loss by itself first
+    done = torchrun(str(WORKER), "kill", str(tmp_path), cwd=tmp_path,
+                    launcher=("--standalone", "--nproc_per_node=2", "--monitor-interval=5"))
     assert done.returncode != 0
     assert time.perf_counter() - start < 60  # rank 0 noticed at once, not after the 60 s timeout
     assert "PeerLost: process 0 of 2 lost its peers" in done.stderr
