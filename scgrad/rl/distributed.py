@@ -96,6 +96,13 @@ def seed_of_rank(seed: int, rank: int) -> int:
 
 
 # ------------------------------------------------------------------ collectives
+def _device() -> torch.device:
+    """Where tensors sent between the processes must live: this process's GPU under NCCL."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _collective(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``operation(*args, **kwargs)``; a ``PeerLost`` in one line if a peer is gone (the backend
     raises a ``RuntimeError`` when a connection closes or the timeout passes)."""
@@ -133,7 +140,7 @@ def mean(*values: float | torch.Tensor) -> List[float] | float:
     if world().size == 1:
         out = numbers
     else:
-        packed = torch.tensor(numbers, dtype=torch.float64)
+        packed = torch.tensor(numbers, dtype=torch.float64, device=_device())
         _collective(dist.all_reduce, packed)
         out = (packed / world().size).tolist()
     return out[0] if len(out) == 1 else out
@@ -154,7 +161,7 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     small all-reduces: the sum and count, then the squared deviations)."""
     if world().size == 1:
         return (x - x.mean()) / (x.std() + 1e-8)
-    moments = torch.tensor([float(x.sum()), float(x.numel())], dtype=torch.float64)
+    moments = torch.tensor([float(x.sum()), float(x.numel())], dtype=torch.float64, device=x.device)
     _collective(dist.all_reduce, moments)
     mu = moments[0] / moments[1]
     squares = (x.double() - mu).square().sum().reshape(1)
@@ -169,7 +176,9 @@ def copy_from_main(module: torch.nn.Module) -> None:
         return
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
-            _collective(dist.broadcast, tensor.data, src=0)
+            sent = tensor.data.to(_device())  # NCCL sends CUDA tensors only; the model may still be on the CPU
+            _collective(dist.broadcast, sent, src=0)
+            tensor.data.copy_(sent)
 
 
 def gather(obj: Any) -> List[Any]:
