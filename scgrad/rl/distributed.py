@@ -27,6 +27,8 @@ import torch.distributed as dist
 from scgrad.rl.errors import PeerLost
 
 #: how long a collective waits for a missing peer before the survivors fail with an error
+#: (environment variable SCGRAD_DIST_TIMEOUT_S, seconds; a dead peer's closed connection is
+#: noticed at once, the timeout is for one that hangs)
 TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("SCGRAD_DIST_TIMEOUT_S", "120")))
 
 
