@@ -4,6 +4,7 @@ communication costs.
     python benchmarks/distributed.py --env HalfCheetah-v5 --steps 100000 --seeds 0,1,2
     python benchmarks/distributed.py --env ALE/Pong-v5 --steps 100000 --seeds 0
     python benchmarks/distributed.py --part comm      # all-reduce time of each network's gradient
+    python benchmarks/distributed.py --part bound --env HalfCheetah-v5   # the speed-up bound, one process
     python benchmarks/distributed.py --part report    # only rewrite the section
 
 Each run is the command line a user types — ``python -m scgrad.rl train ppo ...`` for one
@@ -134,9 +135,53 @@ def allreduces_per_epoch(run: dict, runs: Path) -> Dict[str, int]:
     return {"gradient": steps, "scalars": steps + 6}
 
 
+# ------------------------------------------------------------------ the bound
+def epoch_parts(env: str, processes: int, rounds: int) -> dict:
+    """Seconds of one PPO epoch's rollout and of its batch + update, in one process, for the whole
+    global batch and for one of ``processes`` equal shares (its environments, steps and
+    minibatch share), alternating: the bound on the speed-up that ignores communication is
+    whole / share (each process does a share's work at the same time)."""
+    import torch
+
+    from scgrad.rl import presets
+    from scgrad.rl.algos import onpolicy, ppo
+    from scgrad.rl.data.batch import compute_batch
+    from scgrad.rl.data.runner import EnvRunner, collect_rollout
+    from scgrad.rl.envs.make import make_vector_env
+
+    torch.set_num_threads(1)
+    flags = dict(zip(SETTINGS[env][::2], SETTINGS[env][1::2]))  # as the command line parses them
+    given = {"env": env, **{k.lstrip("-"): int(v) if v.isdigit() else v for k, v in flags.items()}}
+    base = ppo.PPOConfig.from_dict(presets.apply("ppo", given, env))
+    shapes = {"whole": (base.num_envs, base.steps_per_epoch, base.minibatch_size),
+              "share": (base.num_envs // processes, base.steps_per_epoch // processes,
+                        base.minibatch_size // processes if base.minibatch_size else None)}
+    times = {name: [] for name in shapes}
+    for _ in range(rounds):
+        for name, (envs, steps, minibatch) in shapes.items():
+            config = ppo.PPOConfig.from_dict({**base.to_dict(), "num_envs": envs, "steps_per_epoch": steps,
+                                              "minibatch_size": minibatch})
+            vec = make_vector_env(env, envs)
+            model = onpolicy.make_model(config, vec.single_observation_space, vec.single_action_space)
+            learner = onpolicy.OnPolicyLearner(ppo.PPO, config, model, EnvRunner(vec, 0))
+            start = time.perf_counter()
+            collect_rollout(learner.runner, model.pi, learner.buffer)
+            middle = time.perf_counter()
+            batch = compute_batch(learner.buffer, model.pi, model.v, config.gamma, config.lam, True)
+            learner.algo.update(model, learner.optimizers, batch)
+            times[name].append((middle - start, time.perf_counter() - middle))
+            vec.close()
+    parts = {name: dict(zip(("rollout", "update"), np.median(np.asarray(t), 0).tolist())) for name, t in times.items()}
+    whole, share = (sum(parts[k].values()) for k in ("whole", "share"))
+    result = {"env": env, "processes": processes, "rounds": rounds, "parts": parts, "bound": whole / share}
+    print(json.dumps(result), flush=True)
+    return result
+
+
 # ------------------------------------------------------------------ the section
 def section(command: str, folder: Path) -> str:
-    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json")) if f.name != "comm.json"]
+    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))
+            if f.name != "comm.json" and not f.name.startswith("bound-")]
     timing = json.loads((folder / "comm.json").read_text()) if (folder / "comm.json").exists() else None
     lines = [START, "",
              "PPO with its preset, the same global settings on one process and on two (`torchrun "
@@ -167,6 +212,19 @@ def section(command: str, folder: Path) -> str:
             share = f"{per_epoch / (t2 / run['epochs']):.1%} ({per_epoch * 1e3:.0f} ms of {t2 / run['epochs'] * 1e3:.0f} ms per epoch)"
         lines.append(f"| {env} | {steps:,} | {','.join(map(str, seeds))} | {t1:.0f} | {t2:.0f} | {t1 / t2:.2f}× | "
                      f"{np.mean(r1):.1f} ± {np.std(r1):.1f} | {np.mean(r2):.1f} ± {np.std(r2):.1f} | {share} |")
+    bounds = [json.loads(f.read_text()) for f in sorted(folder.glob("bound-*.json"))]
+    if bounds:
+        lines += ["", "The bound without communication (`--part bound`): one PPO epoch in one process, "
+                  "the whole global batch against one process's share of it (its environments, steps "
+                  "and minibatch share; medians of alternating rounds); each process does a share at "
+                  "the same time, so the speed-up is at most whole / share.", "",
+                  "| env | processes | rollout, whole s | update, whole s | rollout, share s | update, share s "
+                  "| bound |", "|---|---|---|---|---|---|---|"]
+        for b in bounds:
+            w, sh = b["parts"]["whole"], b["parts"]["share"]
+            lines.append(f"| {b['env']} | {b['processes']} | {w['rollout']:.3f} | {w['update']:.3f} | "
+                         f"{sh['rollout']:.3f} | {sh['update']:.3f} | {b['bound']:.2f}× |")
+        lines += ["", "Rows made by: " + "; ".join(f"`{b['command']}`" for b in bounds if "command" in b) + "."]
     if timing is not None:
         lines += ["", "All-reduce between the two processes (gloo, loopback), per call: " + "; ".join(
             f"{k} ({v['elements']:,} elements): {v['seconds'] * 1e6:.0f} µs" for k, v in timing.items()) + "."]
@@ -176,11 +234,12 @@ def section(command: str, folder: Path) -> str:
 
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", default="train", help="train, comm or report")
+    parser.add_argument("--part", default="train", help="train, comm, bound or report")
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --part bound")
     parser.add_argument("--runs", default=str(RUNS), help="where runs are saved")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--comm-worker", default=None, help=argparse.SUPPRESS)
@@ -196,6 +255,10 @@ def main(argv: Sequence[str] = None) -> int:
                 train(args.env, processes, args.steps, seed, runs)
     elif args.part == "comm":
         comm(args.repeats, runs)
+    elif args.part == "bound":
+        result = {**epoch_parts(args.env, 2, args.rounds),
+                  "command": f"python benchmarks/distributed.py --part bound --env {args.env} --rounds {args.rounds}"}
+        (runs / f"bound-{args.env.replace('/', '-')}.json").write_text(json.dumps(result, indent=1))
     command = "python benchmarks/distributed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     update_section(Path(args.out), section(command.strip(), runs), START, END)
     return 0
