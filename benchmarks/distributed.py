@@ -110,7 +110,7 @@ def comm_worker(out: Path, repeats: int) -> None:
         timings[label] = {"elements": size, "seconds": (time.perf_counter() - start) / repeats}
     if here.main:
         out.write_text(json.dumps(timings, indent=1))
-    distributed.stop()
+    distributed.finish(0)
 
 
 def comm(repeats: int, runs: Path) -> dict:

@@ -241,8 +241,7 @@ def main(argv: Optional[list] = None) -> int:
         return 2
     if distributed.world().main:
         print(f"test_error={test_error:.4f} val_error={val_error:.4f} epochs={epochs}")
-    distributed.stop()
-    return 0
+    return distributed.finish(0)
 
 
 if __name__ == "__main__":

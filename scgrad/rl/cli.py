@@ -249,8 +249,7 @@ def train(args: argparse.Namespace, rest: List[str]) -> int:
         algorithm.train(config, out_dir=out, resume=bool(args.resume), progress=not args.no_progress)
     if distributed.world().main:
         print(f"run folder: {out}")
-    distributed.stop()  # a run under torchrun leaves its process group (after a failure the launcher ends it)
-    return 0
+    return distributed.finish(0)  # a run under torchrun leaves its process group (after a failure the launcher ends it)
 
 
 def settings_parser(config_class: type, name: str) -> Parser:

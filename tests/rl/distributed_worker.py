@@ -93,7 +93,7 @@ def main(job: str, out: Path) -> None:
         ppo.ppo("CartPole-v1", str(out / "straight"), steps=1024, **settings)
     elif job == "kill":
         ppo.ppo("CartPole-v1", str(out / "run"), steps=2048, checkpoint_every=1, actor_critic=killer, **RUN)
-    distributed.stop()
+    distributed.finish(0)
 
 
 if __name__ == "__main__":
