@@ -72,7 +72,8 @@ def train(env: str, processes: int, steps: int, seed: int, runs: Path) -> dict:
     result = {"env": env, "processes": processes, "steps": steps, "seed": seed, "epochs": len(table),
               "train_seconds": float(table[-1]["Time"]), "wall_seconds": time.perf_counter() - start,
               "final_return": float(np.mean(returns)) if returns else float("nan"),
-              "steps_per_epoch": int(table[0]["TotalEnvInteracts"])}
+              "steps_per_epoch": int(table[0]["TotalEnvInteracts"]),
+              "command": f"python benchmarks/distributed.py --env {env} --steps {steps} --seeds {seed}"}
     saved.write_text(json.dumps(result, indent=1))
     print(json.dumps(result), flush=True)
     return result
@@ -225,9 +226,13 @@ def section(command: str, folder: Path) -> str:
             lines.append(f"| {b['env']} | {b['processes']} | {w['rollout']:.3f} | {w['update']:.3f} | "
                          f"{sh['rollout']:.3f} | {sh['update']:.3f} | {b['bound']:.2f}× |")
         lines += ["", "Rows made by: " + "; ".join(f"`{b['command']}`" for b in bounds if "command" in b) + "."]
+    made = sorted({r["command"] for r in runs if "command" in r})
+    if made:
+        lines += ["", "Speed-up rows made by: " + "; ".join(f"`{c}`" for c in made) + "."]
     if timing is not None:
         lines += ["", "All-reduce between the two processes (gloo, loopback), per call: " + "; ".join(
-            f"{k} ({v['elements']:,} elements): {v['seconds'] * 1e6:.0f} µs" for k, v in timing.items()) + "."]
+            f"{k} ({v['elements']:,} elements): {v['seconds'] * 1e6:.0f} µs" for k, v in timing.items()
+            if isinstance(v, dict)) + f" (`python benchmarks/distributed.py --part comm --repeats {timing.get('repeats', 200)}`)."]
     lines += [""] + made_by(command) + ["", END]
     return "\n".join(lines)
 
