@@ -148,6 +148,8 @@ def train(config: RunConfig, algorithm: Algorithm, out_dir: Optional[str] = None
     env = make_vector_env(config.env, envs)
     obs_space, act_space = env.single_observation_space, env.single_action_space
     normalizer = RunningNormalizer((int(np.prod(obs_space.shape)),)) if config.normalize_obs else None
+    if normalizer is not None:
+        normalizer.keep_pending = here.size > 1  # the processes share their statistics every epoch
     runner = EnvRunner(env, config.seed + here.rank * envs, normalizer)
     model = (actor_critic(obs_space, act_space) if actor_critic is not None
              else algorithm.make_model(config, obs_space, act_space))

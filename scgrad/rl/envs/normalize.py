@@ -25,16 +25,20 @@ class RunningNormalizer:
         self.count = torch.zeros((), dtype=torch.float64)
         self.clip, self.eps = clip, eps
         #: (count, mean, var) of the batches seen since the statistics were last shared with
-        #: the other processes of a data-parallel run (``share``), and the statistics then
+        #: the other processes of a data-parallel run (``share``), and the statistics then;
+        #: kept only with ``keep_pending`` (a run on several processes sets it: a single process
+        #: would pay for it at every environment step)
         self.pending = (self.count.clone(), self.mean.clone(), self.var.clone())
         self.shared = self.pending
+        self.keep_pending = False
 
     def update(self, x: torch.Tensor) -> None:
         """Merge a batch ``x`` of shape [N, *shape] into the statistics."""
         x = x.detach().to(torch.float64).reshape(-1, *self.mean.shape)
         batch = (torch.tensor(float(x.shape[0]), dtype=torch.float64), x.mean(0), x.var(0, unbiased=False))
         self.count, self.mean, self.var = merge((self.count, self.mean, self.var), batch)
-        self.pending = merge(self.pending, batch)
+        if self.keep_pending:
+            self.pending = merge(self.pending, batch)
 
     def share(self, pendings: list) -> None:
         """Become the statistics shared last merged with every process's pending batches
