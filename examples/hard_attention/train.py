@@ -198,12 +198,14 @@ def train(s: Settings, out: Optional[str], resume: bool = False, progress: bool 
             distributed.seed_of_rank(s.seed * 1_000_003 + i, here.rank))
         total_loss, wrong = 0.0, 0
         for first in range(0, len(order), s.batch):
-            idx = order[first:first + s.batch][here.rank::here.size]  # this process's share of the batch
+            batch = order[first:first + s.batch]
+            idx = batch[here.rank::here.size]  # this process's share of the batch
             images = data.canvases(split.train[idx], task, split.train, generator)
             loss, errors = batch_loss(model, s, images, split.train_labels[idx], generator)
             optimizer.zero_grad()
-            # each share's mean, weighted by its size: the average over processes is the batch's mean
-            (loss * (len(idx) * here.size / len(order[first:first + s.batch])) if here.size > 1 else loss).backward()
+            # each share's mean weighted by its size, so that the average over processes is the batch's mean
+            weighted = loss * (len(idx) * here.size / len(batch)) if here.size > 1 else loss
+            weighted.backward()
             distributed.average_([p.grad for p in model.parameters() if p.grad is not None])
             optimizer.step()
             total_loss, wrong = total_loss + float(loss.detach()) * len(idx), wrong + int(errors)
