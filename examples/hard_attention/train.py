@@ -59,6 +59,8 @@ class Settings:
         scales: patches per glimpse k (0: the paper's for the task).
         std: standard deviation of the location Gaussian.
         credit: what the locations are credited with: ``hit`` (0/1, the paper) or ``xent``.
+        core: the RAM's recurrent core: ``rnn`` (the paper's) or ``lstm``.
+        first: where the RAM's first glimpse is taken: ``random`` or ``centre``.
         epochs: passes over the training digits.
         batch: images per update.
         lr: Adam's learning rate (the first epoch's).
@@ -75,6 +77,8 @@ class Settings:
     scales: int = 0
     std: float = 0.17
     credit: str = "hit"
+    core: str = "rnn"
+    first: str = "random"
     epochs: int = 100
     batch: int = 128
     lr: float = 3e-4
@@ -89,6 +93,10 @@ class Settings:
             raise RLError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.credit not in ram.CREDITS:
             raise RLError(f"--credit must be one of {', '.join(ram.CREDITS)}, got {self.credit!r}")
+        if self.core not in ram.CORES:
+            raise RLError(f"--core must be one of {', '.join(ram.CORES)}, got {self.core!r}")
+        if self.first not in ram.FIRST:
+            raise RLError(f"--first must be one of {', '.join(ram.FIRST)}, got {self.first!r}")
         for name in ("glimpses", "epochs", "batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise RLError(f"--{name} must be >= 1, got {getattr(self, name)}")
@@ -136,7 +144,7 @@ def make_model(s: Settings) -> torch.nn.Module:
     if s.model == "conv":
         return ConvNet(size)
     return ram.RAM(ram.ModelSettings(glimpses=s.glimpses, size=s.size, scales=s.scales, std=s.std,
-                                     learned_locations=s.model == "ram"))
+                                     core=s.core, first=s.first, learned_locations=s.model == "ram"))
 
 
 def batch_loss(model: torch.nn.Module, s: Settings, images: torch.Tensor, labels: torch.Tensor,

@@ -52,5 +52,14 @@ def test_hard_attention_sensor_and_a_short_training_write_their_section(tmp_path
     assert set(sensor) == {"table", "table, 8 per batch", "grid_sample"} and min(sensor.values()) > 0
     run = json.loads((runs / "mnist-fc-hit-g6-e1-lr0.001-std0.17-constant-s0.json").read_text())
     assert run["epochs"] == 1 and 0 <= run["test_error"] <= 1 and run["images_per_s"] > 0
+    # a run saved before the RAM's core and first glimpse were settings reads back as the paper's
+    legacy = {k: v for k, v in run.items() if k not in ("core", "first")}
+    (runs / "mnist-fc-hit-g6-e1-lr0.001-std0.17-constant-s1.json").write_text(json.dumps({**legacy, "seed": 1}))
+    _run("hard_attention.py", "--part", "train", "--task", "mnist", "--models", "ram", "--epochs", "1",
+         "--glimpses", "2", "--core", "lstm", "--first", "centre", "--seeds", "0", *common)
+    assert (runs / "mnist-ram-hit-g2-e1-lr0.001-std0.17-constant-lstm-firstcentre-s0.json").exists()
     text = out.read_text()
-    assert "## Other\nkept as is" in text and "| mnist | fc |" in text and "Glimpse sensor alone" in text
+    assert "## Other\nkept as is" in text and "| mnist | fc | — | — | — | 1 |" in text and "Glimpse sensor alone" in text
+    assert "| mnist | ram | hit | lstm, centre | 2 | 1 |" in text and "--core lstm --first centre --seeds 0" in text
+    fc_row = next(line for line in text.splitlines() if line.startswith("| mnist | fc |"))
+    assert fc_row.split("|")[10].strip() == "2"  # the legacy run and the new one: one row, two seeds

@@ -165,12 +165,13 @@ def _small_split(task: data.Task) -> train.Split:
     return train.Split(digits, labels, canvases[:20], labels[:20], canvases[20:], labels[20:40])
 
 
-@pytest.mark.parametrize("model", ["ram", "random", "fc", "conv"])
-def test_a_resumed_run_ends_as_an_uninterrupted_one(model, tmp_path):
+@pytest.mark.parametrize("model,core", [("ram", "rnn"), ("ram", "lstm"), ("random", "rnn"), ("fc", "rnn"),
+                                        ("conv", "rnn")])
+def test_a_resumed_run_ends_as_an_uninterrupted_one(model, core, tmp_path):
     torch.set_num_threads(1)
     # cosine: the cut run's 1 epoch must follow the 3-epoch schedule it is resumed into
     s = train.Settings(task="translated", model=model, glimpses=3, epochs=3, batch=32, checkpoint_every=1,
-                       lr_schedule="cosine")
+                       lr_schedule="cosine", core=core)
     split = _small_split(data.TASKS["translated"])
     whole = train.train(s, str(tmp_path / "whole"), progress=False, split=split)
     train.train(train.Settings(**{**s.to_dict(), "epochs": 1}), str(tmp_path / "cut"), progress=False, split=split)
@@ -214,6 +215,27 @@ def test_both_credits_train_and_the_graph_holds_one_node_per_coordinate_and_step
     assert sorted(g.nodes) == sorted(f"loc{t}{a}" for t in range(1, 4) for a in "xy")
     with pytest.raises(ValueError, match="credit"):
         ram.loss(model, images, labels, "reward", torch.Generator())
+
+
+@pytest.mark.parametrize("core", ram.CORES)
+def test_the_first_glimpse_is_at_the_centre_or_uniform_and_both_cores_learn_locations(core):
+    torch.manual_seed(0)
+    images, labels = torch.rand(16, 60, 60), torch.arange(16) % 10
+    for first in ram.FIRST:
+        model = ram.RAM(ram.ModelSettings(glimpses=3, size=8, scales=2, core=core, first=first))
+        logits, path = model(images, None, torch.Generator().manual_seed(1))
+        assert logits.shape == (16, 10) and len(path) == 3
+        assert torch.equal(path[0], torch.zeros(16, 2)) == (first == "centre")
+        assert path[0].abs().max() <= 1 and path[0].std() > (0.3 if first == "random" else -1)
+        ram.loss(model, images, labels, "hit", torch.Generator().manual_seed(1))[0].backward()
+        assert model.locator.weight.grad.abs().sum() > 0
+    assert isinstance(model.lstm, torch.nn.LSTMCell) if core == "lstm" else not hasattr(model, "lstm")
+    with pytest.raises(ValueError, match="core must be one of"):
+        ram.ModelSettings(core="gru")
+    with pytest.raises(ValueError, match="first must be one of"):
+        ram.ModelSettings(first="corner")
+    with pytest.raises(train.RLError, match="--first must be one of random, centre"):
+        train.Settings(first="corner")
 
 
 def test_the_command_line_prints_its_last_line_and_refuses_bad_input(tmp_path, capsys):
