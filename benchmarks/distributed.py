@@ -128,12 +128,13 @@ def comm(repeats: int, runs: Path) -> dict:
 
 def allreduces_per_epoch(run: dict, runs: Path) -> Dict[str, int]:
     """The all-reduces one PPO epoch makes (the preset's update_epochs and minibatch size): a
-    gradient per minibatch step, a KL mean per step, and a few statistics."""
+    gradient per minibatch step (carrying the KL, if any), the minibatch advantages' moments
+    once per update epoch (if normalised), and a few statistics."""
     config = json.loads((runs / "folders" / run_name(run["env"], 2, run["steps"], run["seed"]) /
                          "config.json").read_text())
     minibatches = config["steps_per_epoch"] // (config["minibatch_size"] or config["steps_per_epoch"])
-    steps = config["update_epochs"] * minibatches
-    return {"gradient": steps, "scalars": steps + 6}
+    moments = config["update_epochs"] if config.get("normalize_minibatch_advantages") else 0
+    return {"gradient": config["update_epochs"] * minibatches, "scalars": moments + 6}
 
 
 # ------------------------------------------------------------------ the bound

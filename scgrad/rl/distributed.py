@@ -137,23 +137,29 @@ def _collective(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
                        f"died, was killed or hung for {TIMEOUT.seconds} s): {detail}") from None
 
 
-def average_(tensors: Sequence[torch.Tensor]) -> None:
+def average_(tensors: Sequence[torch.Tensor], *scalars: float | torch.Tensor) -> List[float]:
     """Replace each tensor by its mean over the ranks, in place, with one all-reduce of their
-    concatenation (the flat gradients of ``optim.FlatAdam``: one tensor per network)."""
-    if world().size == 1 or not tensors:
-        return
-    if len(tensors) == 1:
+    concatenation (the flat gradients of ``optim.FlatAdam``: one tensor per network); returns
+    the mean over the ranks of each scalar, carried in the same all-reduce (in the tensors'
+    dtype) so that a statistic a step needs (PPO's KL) costs no collective of its own."""
+    numbers = [float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for v in scalars]
+    if world().size == 1 or not (tensors or numbers):
+        return numbers
+    if len(tensors) == 1 and not numbers:
         flat = tensors[0]
         _collective(dist.all_reduce, flat)
         flat.div_(world().size)
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
+        return []
+    like = tensors[0] if tensors else torch.zeros((), dtype=torch.float64, device=_device())
+    extra = torch.tensor(numbers, dtype=like.dtype, device=like.device)
+    flat = torch.cat([t.reshape(-1) for t in tensors] + [extra])
     _collective(dist.all_reduce, flat)
     flat.div_(world().size)
     offset = 0
     for t in tensors:
         t.copy_(flat[offset:offset + t.numel()].view_as(t))
         offset += t.numel()
+    return flat[offset:].tolist()
 
 
 def mean(*values: float | torch.Tensor) -> List[float] | float:
@@ -191,6 +197,27 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     _collective(dist.all_reduce, squares)
     std = float(torch.sqrt(squares[0] / (moments[1] - 1)))
     return (x - float(mu)) / (std + 1e-8)
+
+
+def standardize_chunks(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``standardize`` of each run of ``size`` consecutive elements of x [N] (the last may be
+    shorter; runs of one element are left as they are), with every rank's run i counted in
+    run i's mean and std: the minibatches of an update epoch, normalised in one all-reduce
+    of their moments instead of two per minibatch. x's runs must line up across ranks (equal
+    shares)."""
+    if world().size == 1:
+        return torch.cat([(c - c.mean()) / (c.std() + 1e-8) if len(c) > 1 else c for c in x.split(size)])
+    run = torch.arange(len(x), device=x.device) // size                           # [N] each element's run
+    wide = x.detach().double()
+    moments = torch.zeros(3, (len(x) + size - 1) // size, dtype=torch.float64, device=x.device)
+    moments.index_add_(1, run, torch.stack([wide, wide.square(), torch.ones_like(wide)]))
+    sent = moments.to(_device())
+    _collective(dist.all_reduce, sent)
+    total, squares, count = sent.to(x.device)                                      # each [runs]
+    mu = total / count
+    std = ((squares - total * mu) / (count - 1).clamp(min=1)).clamp(min=0).sqrt()
+    out = ((x.double() - mu[run]) / (std[run] + 1e-8)).to(x.dtype)
+    return torch.where((count > 1)[run], out, x)
 
 
 def copy_from_main(module: torch.nn.Module) -> None:

@@ -118,12 +118,22 @@ def clip_grad_norm_(parameters: Sequence[torch.Tensor], max_norm: float) -> torc
     return total
 
 
-def step(optimizers: Sequence[torch.optim.Optimizer], max_grad_norm: Optional[float]) -> None:
-    """Average the gradients over the processes of a data-parallel run (one all-reduce; nothing
-    in a single process), clip the gradient norm of all the optimisers' parameters together (if
-    asked, as SB3 does) and step each."""
+def average_gradients(optimizers: Sequence[torch.optim.Optimizer], *scalars: float | torch.Tensor) -> List[float]:
+    """Average the gradients of the optimisers' parameters over the processes of a
+    data-parallel run, in one all-reduce that also carries ``scalars``; returns their means
+    (the scalars themselves in a single process, where nothing is exchanged)."""
     params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
-    distributed.average_([p.grad for p in params if p.grad is not None])
+    return distributed.average_([p.grad for p in params if p.grad is not None], *scalars)
+
+
+def step(optimizers: Sequence[torch.optim.Optimizer], max_grad_norm: Optional[float], averaged: bool = False) -> None:
+    """Average the gradients over the processes of a data-parallel run (one all-reduce; nothing
+    in a single process; skipped if ``averaged`` by ``average_gradients`` already), clip the
+    gradient norm of all the optimisers' parameters together (if asked, as SB3 does) and step
+    each."""
+    params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
+    if not averaged:
+        distributed.average_([p.grad for p in params if p.grad is not None])
     if max_grad_norm is not None:
         clip_grad_norm_(params, max_grad_norm)
     for optimizer in optimizers:

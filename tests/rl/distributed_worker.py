@@ -4,9 +4,11 @@
 
 JOB is one of:
 - ``updates``: one update of each on-policy algorithm on a fixed global batch, each process
-  holding an equal share (``update_results``); rank r saves its parameters to OUT/rank{r}.pt.
-- ``resume``: a PPO run (observations normalised) stopped after 2 epochs and resumed, and the
-  same run uninterrupted, in OUT/stopped and OUT/straight.
+  holding an equal share (``update_results``), and the collectives on shares of fixed data
+  (``collective_results``); rank r saves the results to OUT/rank{r}.pt.
+- ``resume``: a PPO run (observations and minibatch advantages normalised, KL early stop)
+  stopped after 2 epochs and resumed, and the same run uninterrupted, in OUT/stopped and
+  OUT/straight.
 - ``kill``: a PPO run in OUT/run whose rank 1 is killed (SIGKILL) in its third epoch.
 """
 from __future__ import annotations
@@ -61,6 +63,20 @@ def update_results(share: Optional[slice] = None) -> Dict[str, Dict[str, torch.T
     return results
 
 
+#: collective_results' data: every rank's share of RUNS elements in runs of RUN_SIZE
+RUNS, RUN_SIZE = 40, 16
+
+
+def collective_results(rank: int) -> Dict[str, torch.Tensor]:
+    """``standardize_chunks`` of this rank's share of a fixed [2, RUNS] array, and
+    ``average_`` of rank-valued gradients carrying two scalars."""
+    shares = torch.randn(2, RUNS, generator=torch.Generator().manual_seed(3)) * 5 + 2
+    grads = [torch.full((3,), float(rank)), torch.full((2,), 4.0 * rank)]
+    scalars = distributed.average_(grads, torch.tensor(1.5 * rank), 10.0)
+    return {"chunks": distributed.standardize_chunks(shares[rank], RUN_SIZE), "grad0": grads[0],
+            "grad1": grads[1], "scalars": torch.tensor(scalars)}
+
+
 def killer(obs_space: gym.Space, act_space: gym.Space) -> ActorCritic:
     """The default model, except that rank 1 dies (SIGKILL) at its 600th rollout step (its
     fifth epoch of 128 vector steps)."""
@@ -85,9 +101,11 @@ def main(job: str, out: Path) -> None:
     here = distributed.start()
     if job == "updates":
         per = SAMPLES // here.size
-        torch.save(update_results(slice(here.rank * per, (here.rank + 1) * per)), out / f"rank{here.rank}.pt")
+        torch.save({**update_results(slice(here.rank * per, (here.rank + 1) * per)),
+                    "collectives": collective_results(here.rank)}, out / f"rank{here.rank}.pt")
     elif job == "resume":
-        settings = {**RUN, "normalize_obs": True}  # the processes share their observation statistics
+        # the processes share their observation statistics, minibatch moments and KL
+        settings = {**RUN, "normalize_obs": True, "normalize_minibatch_advantages": True, "target_kl": 0.005}
         ppo.ppo("CartPole-v1", str(out / "stopped"), steps=1024, stop_after=2, **settings)
         ppo.ppo("CartPole-v1", str(out / "stopped"), steps=1024, resume=True, **settings)
         ppo.ppo("CartPole-v1", str(out / "straight"), steps=1024, **settings)

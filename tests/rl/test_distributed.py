@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from scgrad.rl import distributed
@@ -66,15 +67,25 @@ def test_alone_every_collective_returns_its_input():
     assert distributed.mean(torch.tensor(2.5), 1.0) == [2.5, 1.0] and distributed.mean(3.0) == 3.0
     assert distributed.gather({"a": 1}) == [{"a": 1}] and distributed.broadcast(7) == 7
     grads = [x.clone()]
-    distributed.average_(grads)
+    assert distributed.average_(grads) == [] and distributed.average_(grads, torch.tensor(0.5), 2) == [0.5, 2.0]
+    expected = torch.cat([(c - c.mean()) / (c.std() + 1e-8) for c in x[:48].split(16)] + [x[48:49]])
+    assert torch.equal(distributed.standardize_chunks(x[:49], 16), expected)  # a run of one is left alone
     assert torch.equal(grads[0], x)
     assert distributed.seed_of_rank(5, 0) == 5 and distributed.seed_of_rank(5, 1) != distributed.seed_of_rank(5, 2)
 
 
 # ------------------------------------------------------------------ the updates
-def test_two_processes_update_like_one_process_on_the_whole_batch(tmp_path):
-    done = torchrun(str(WORKER), "updates", str(tmp_path), cwd=tmp_path)
+@pytest.fixture(scope="module")
+def updates(tmp_path_factory) -> Path:
+    """The folder of one ``updates`` launch (both tests below read it)."""
+    out = tmp_path_factory.mktemp("updates")
+    done = torchrun(str(WORKER), "updates", str(out), cwd=out)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_two_processes_update_like_one_process_on_the_whole_batch(updates):
+    tmp_path = updates
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     whole = worker.update_results()
     half = worker.update_results(slice(0, worker.SAMPLES // 2))  # negative control: no averaging
@@ -89,6 +100,22 @@ def test_two_processes_update_like_one_process_on_the_whole_batch(tmp_path):
             if k.startswith("info."):  # statistics of the whole batch, not of a share
                 assert torch.allclose(rank0[algo][k], whole[algo][k], rtol=1e-5, atol=1e-7), (algo, k)
     assert whole["ppo"]["info.StopIter"] < 6  # the early stop (a global KL) was exercised
+
+
+def test_minibatch_moments_and_scalars_travel_in_one_collective_each(updates):
+    ranks = [torch.load(updates / f"rank{r}.pt")["collectives"] for r in (0, 1)]
+    shares = torch.randn(2, worker.RUNS, generator=torch.Generator().manual_seed(3)) * 5 + 2
+    for i, (a, b) in enumerate(zip(*(share.split(worker.RUN_SIZE) for share in shares))):
+        both = torch.cat([a, b])  # run i of every process: one minibatch
+        expected = ((both - both.mean()) / (both.std() + 1e-8)).split(len(a))
+        got = [r["chunks"].split(worker.RUN_SIZE)[i] for r in ranks]
+        for g, e in zip(got, expected):
+            assert torch.allclose(g, e, atol=1e-6), i
+        alone = (a - a.mean()) / (a.std() + 1e-8)  # negative control: this process's half only
+        assert (alone - expected[0]).abs().max() > 1e-2
+    for r in ranks:
+        assert torch.equal(r["grad0"], torch.full((3,), 0.5)) and torch.equal(r["grad1"], torch.full((2,), 2.0))
+        assert r["scalars"].tolist() == [0.75, 10.0]
 
 
 # ------------------------------------------------------------------ runs

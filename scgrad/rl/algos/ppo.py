@@ -20,9 +20,9 @@ from scgrad.rl.algos import onpolicy, registry as algorithms
 from scgrad.rl.algos.base import RunResult
 from scgrad.rl.algos.onpolicy import OnPolicyConfig, adam
 from scgrad.rl.config import require, require_positive
-from scgrad.rl.data.batch import Batch, standardize
+from scgrad.rl.data.batch import Batch
 from scgrad.rl.losses import approx_kl, policy_loss, value_loss
-from scgrad.rl.optim import step
+from scgrad.rl.optim import average_gradients, step
 
 
 @dataclasses.dataclass
@@ -103,28 +103,32 @@ class PPO:
             if shared and not policy_on:
                 break
             shuffled = batch[torch.randperm(len(batch))]  # one gather per epoch; minibatches are views
+            if c.normalize_minibatch_advantages:  # every minibatch's moments in one all-reduce
+                shuffled = dataclasses.replace(shuffled, adv=distributed.standardize_chunks(shuffled.adv, size))
             for start in range(0, len(batch), size):
                 mb = shuffled[start:start + size]
-                if c.normalize_minibatch_advantages and len(mb) > 1:
-                    mb = dataclasses.replace(mb, adv=standardize(mb.adv))
-                loss = c.vf_coef * value_loss(model.v, mb)
+                loss, kl = c.vf_coef * value_loss(model.v, mb), []
                 if policy_on:
                     pl = self.loss_pi(model, mb)
-                    # Spinning Up's early stop: the policy may not drift far from π_old; the
-                    # critic keeps learning (its parameters get the only gradients from here on)
-                    policy_on = (c.target_kl is None or
-                                 distributed.mean(approx_kl(mb.logp, pl.logp.detach())) <= 1.5 * c.target_kl)
-                if policy_on:
                     loss = loss + pl.loss - (c.ent_coef * pl.dist.entropy().mean() if c.ent_coef else 0.0)
-                    steps += 1
-                if shared and not policy_on:
-                    break
-                active = ([optimizers["model"]] if shared else
-                          [optimizers["v"], optimizers["pi"]] if policy_on else [optimizers["v"]])
-                for optimizer in active:
+                    if c.target_kl is not None:
+                        kl = [approx_kl(mb.logp, pl.logp.detach())]
+                candidates = ([optimizers["model"]] if shared else
+                              [optimizers["v"], optimizers["pi"]] if policy_on else [optimizers["v"]])
+                for optimizer in candidates:
                     optimizer.zero_grad()
                 loss.backward()
-                step(active, c.max_grad_norm)  # clipped together, as SB3's single optimiser does
+                # the KL of the policy before this step travels with the gradients (one collective)
+                kl = average_gradients(candidates, *kl)
+                # Spinning Up's early stop: the policy may not drift far from π_old; the critic
+                # keeps learning (its parameters get the only gradients from here on)
+                if kl and kl[0] > 1.5 * c.target_kl:
+                    policy_on = False
+                    if shared:
+                        break
+                    candidates = [optimizers["v"]]  # the policy's gradient is dropped
+                steps += policy_on
+                step(candidates, c.max_grad_norm, averaged=True)  # clipped together, as SB3's single optimiser does
         return {**info, **self.drift(model, batch), "StopIter": steps}
 
     def drift(self, model, batch: Batch) -> Dict[str, float]:
