@@ -2,6 +2,7 @@
 communication costs.
 
     python benchmarks/distributed.py --env HalfCheetah-v5 --steps 100000 --seeds 0,1,2
+    python benchmarks/distributed.py --env HalfCheetah-v5 --setting wide --steps 300000 --seeds 0,1,2
     python benchmarks/distributed.py --env ALE/Pong-v5 --steps 100000 --seeds 0
     python benchmarks/distributed.py --part comm      # all-reduce time of each network's gradient
     python benchmarks/distributed.py --part bound --env HalfCheetah-v5   # the speed-up bound, one process
@@ -9,11 +10,12 @@ communication costs.
 
 Each run is the command line a user types — ``python -m scgrad.rl train ppo ...`` for one
 process, ``torchrun --standalone --nproc_per_node=2 -m scgrad.rl train ppo ...`` for two — with
-the same settings (the preset, ``--num_envs`` environments in all, one torch thread per
-process), one run at a time: two processes need both cores, so nothing else may run beside
-the benchmark. Speed-up = wall-clock of training (progress.csv's Time at the last epoch) of one
-process over two; returns are the mean episode return of the last 10% of epochs, mean ± std
-over seeds. Runs are saved in ``benchmarks/distributed_runs/<name>.json`` and not repeated.
+the same settings (``SETTINGS``: the preset's batch, or a wider one; ``--num_envs``
+environments in all; one torch thread per process), one run at a time: two processes need
+both cores, so nothing else may run beside the benchmark. Speed-up = wall-clock of training
+(progress.csv's Time at the last epoch) of one process over two; returns are the mean episode
+return of the last quarter of epochs (Pong's short runs end few episodes), mean ± std over
+seeds. Runs are saved in ``benchmarks/distributed_runs/<name>.json`` and not repeated.
 
 The communication share of an epoch is estimated from ``--part comm``: the time of one
 all-reduce of each network's flat gradient (and of the float64 scalars the updates average)
@@ -39,23 +41,46 @@ from _results import made_by, update_section  # noqa: E402
 
 RUNS = HERE / "distributed_runs"
 START, END = "## Data-parallel PPO", "<!-- end data-parallel -->"
-#: global settings per environment: environments in all (a multiple of 2) and anything else changed
-SETTINGS = {"HalfCheetah-v5": ["--num_envs", "2"], "ALE/Pong-v5": ["--num_envs", "8", "--cnn", "small"]}
+#: global settings per (environment, setting name), on top of the PPO preset: environments in
+#: all (a multiple of 2) and anything else changed. ``preset``: the preset's own batch (SB3's
+#: 2048 × 10 epochs of 64-sample minibatches on MuJoCo, CleanRL's 8 × 128 on Atari); ``wide``:
+#: 32 environments, 8192-step epochs of 2048-sample minibatches (40 steps an epoch instead of
+#: 320, each on 32× the samples), the shape a data-parallel run is for.
+SETTINGS = {("HalfCheetah-v5", "preset"): ["--num_envs", "2"],
+            ("HalfCheetah-v5", "wide"): ["--num_envs", "32", "--steps_per_epoch", "8192", "--minibatch_size", "2048"],
+            ("ALE/Pong-v5", "preset"): ["--num_envs", "8", "--cnn", "small"]}
+def flags_for(env: str, setting: str) -> List[str]:
+    """The command-line flags of a setting (any other environment's ``preset``: 2 environments)."""
+    if (env, setting) in SETTINGS:
+        return SETTINGS[env, setting]
+    if setting == "preset":
+        return ["--num_envs", "2"]
+    raise ValueError(f"no setting {setting!r} for {env}: one of {sorted(SETTINGS)}")
 
 
-def run_name(env: str, processes: int, steps: int, seed: int) -> str:
-    return f"{env.replace('/', '-')}-p{processes}-n{steps}-s{seed}"
+#: the share of the run's epochs whose episodes' returns are averaged
+RETURN_TAIL = 0.25
 
 
-def train(env: str, processes: int, steps: int, seed: int, runs: Path) -> dict:
+def run_name(env: str, setting: str, processes: int, steps: int, seed: int) -> str:
+    tag = "" if setting == "preset" else f"-{setting}"
+    return f"{env.replace('/', '-')}{tag}-p{processes}-n{steps}-s{seed}"
+
+
+def run_command(env: str, setting: str, steps: int, seeds: str) -> str:
+    tag = "" if setting == "preset" else f" --setting {setting}"
+    return f"python benchmarks/distributed.py --env {env}{tag} --steps {steps} --seeds {seeds}"
+
+
+def train(env: str, setting: str, processes: int, steps: int, seed: int, runs: Path) -> dict:
     """One training run (skipped if saved in ``runs``); its wall-clock and returns."""
-    name = run_name(env, processes, steps, seed)
+    name = run_name(env, setting, processes, steps, seed)
     saved = runs / f"{name}.json"
     if saved.exists():
         return json.loads(saved.read_text())
     folder = runs / "folders" / name
     shutil.rmtree(folder, ignore_errors=True)  # a run killed before it was saved starts again
-    train_args = ["-m", "scgrad.rl", "train", "ppo", "--env", env, *SETTINGS.get(env, ["--num_envs", "2"]),
+    train_args = ["-m", "scgrad.rl", "train", "ppo", "--env", env, *flags_for(env, setting),
                   "--steps", str(steps), "--seed", str(seed), "--out", str(folder), "--no-progress"]
     launcher = ([sys.executable] if processes == 1 else
                 [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"])
@@ -67,13 +92,13 @@ def train(env: str, processes: int, steps: int, seed: int, runs: Path) -> dict:
     rows = (folder / "progress.csv").read_text().splitlines()
     header = rows[0].split(",")
     table = [dict(zip(header, r.split(","))) for r in rows[1:]]
-    tail = table[-max(1, len(table) // 10):]
+    tail = table[-max(1, round(len(table) * RETURN_TAIL)):]
     returns = [float(r["AverageEpRet"]) for r in tail if r.get("AverageEpRet")]
-    result = {"env": env, "processes": processes, "steps": steps, "seed": seed, "epochs": len(table),
+    result = {"env": env, "setting": setting, "processes": processes, "steps": steps, "seed": seed, "epochs": len(table),
               "train_seconds": float(table[-1]["Time"]), "wall_seconds": time.perf_counter() - start,
               "final_return": float(np.mean(returns)) if returns else float("nan"),
               "steps_per_epoch": int(table[0]["TotalEnvInteracts"]),
-              "command": f"python benchmarks/distributed.py --env {env} --steps {steps} --seeds {seed}"}
+              "command": run_command(env, setting, steps, str(seed))}
     saved.write_text(json.dumps(result, indent=1))
     print(json.dumps(result), flush=True)
     return result
@@ -93,7 +118,7 @@ def comm_worker(out: Path, repeats: int) -> None:
     torch.set_num_threads(1)
     here = distributed.start()
     sizes = {"float64 scalars (losses, KL)": 4}
-    for env, extra in SETTINGS.items():
+    for env in sorted({env for env, _ in SETTINGS}):
         config = PPOConfig(env=env, cnn="small")
         vec = make_vector_env(env, 1)
         model = make_model(config, vec.single_observation_space, vec.single_action_space)
@@ -130,7 +155,7 @@ def allreduces_per_epoch(run: dict, runs: Path) -> Dict[str, int]:
     """The all-reduces one PPO epoch makes (the preset's update_epochs and minibatch size): a
     gradient per minibatch step (carrying the KL, if any), the minibatch advantages' moments
     once per update epoch (if normalised), and a few statistics."""
-    config = json.loads((runs / "folders" / run_name(run["env"], 2, run["steps"], run["seed"]) /
+    config = json.loads((runs / "folders" / run_name(run["env"], run["setting"], 2, run["steps"], run["seed"]) /
                          "config.json").read_text())
     minibatches = config["steps_per_epoch"] // (config["minibatch_size"] or config["steps_per_epoch"])
     moments = config["update_epochs"] if config.get("normalize_minibatch_advantages") else 0
@@ -138,7 +163,7 @@ def allreduces_per_epoch(run: dict, runs: Path) -> Dict[str, int]:
 
 
 # ------------------------------------------------------------------ the bound
-def epoch_parts(env: str, processes: int, rounds: int) -> dict:
+def epoch_parts(env: str, setting: str, processes: int, rounds: int) -> dict:
     """Seconds of one PPO epoch's rollout and of its batch + update, in one process, for the whole
     global batch and for one of ``processes`` equal shares (its environments, steps and
     minibatch share), alternating: the bound on the speed-up that ignores communication is
@@ -152,7 +177,7 @@ def epoch_parts(env: str, processes: int, rounds: int) -> dict:
     from scgrad.rl.envs.make import make_vector_env
 
     torch.set_num_threads(1)
-    flags = dict(zip(SETTINGS[env][::2], SETTINGS[env][1::2]))  # as the command line parses them
+    flags = dict(zip(flags_for(env, setting)[::2], flags_for(env, setting)[1::2]))  # as the command line parses them
     given = {"env": env, **{k.lstrip("-"): int(v) if v.isdigit() else v for k, v in flags.items()}}
     base = ppo.PPOConfig.from_dict(presets.apply("ppo", given, env))
     shapes = {"whole": (base.num_envs, base.steps_per_epoch, base.minibatch_size),
@@ -175,7 +200,7 @@ def epoch_parts(env: str, processes: int, rounds: int) -> dict:
             vec.close()
     parts = {name: dict(zip(("rollout", "update"), np.median(np.asarray(t), 0).tolist())) for name, t in times.items()}
     whole, share = (sum(parts[k].values()) for k in ("whole", "share"))
-    result = {"env": env, "processes": processes, "rounds": rounds, "parts": parts, "bound": whole / share}
+    result = {"env": env, "setting": setting, "processes": processes, "rounds": rounds, "parts": parts, "bound": whole / share}
     print(json.dumps(result), flush=True)
     return result
 
@@ -186,20 +211,26 @@ def section(command: str, folder: Path) -> str:
             if f.name != "comm.json" and not f.name.startswith("bound-")]
     timing = json.loads((folder / "comm.json").read_text()) if (folder / "comm.json").exists() else None
     lines = [START, "",
-             "PPO with its preset, the same global settings on one process and on two (`torchrun "
-             "--standalone --nproc_per_node=2`), one torch thread each, one run at a time on this "
-             "2-core machine. Speed-up: training wall-clock of one process over two; returns: mean "
-             "episode return over the last 10% of epochs (mean ± std over seeds).", "",
-             "| env | steps | seeds | 1 process s | 2 processes s | speed-up | return, 1 process | "
-             "return, 2 processes | communication share (est.) |", "|---|---|---|---|---|---|---|---|---|"]
+             "PPO, the same global settings on one process and on two (`torchrun --standalone "
+             "--nproc_per_node=2`), one torch thread each, one run at a time on this 2-core machine. "
+             "Settings: `preset` is the PPO preset's own batch (SB3's for MuJoCo: 2 environments, "
+             "2048-step epochs, 10 passes of 64-sample minibatches; CleanRL's for Atari); `wide` is "
+             "32 environments, 8192-step epochs, 2048-sample minibatches (`SETTINGS` in the script). "
+             f"Speed-up: training wall-clock of one process over two; returns: mean episode return over "
+             f"the last {RETURN_TAIL:.0%} of epochs (mean ± std over seeds).", "",
+             "| env | setting | steps | seeds | 1 process s | 2 processes s | speed-up | return, 1 process | "
+             "return, 2 processes | communication share (est.) |", "|---|---|---|---|---|---|---|---|---|---|"]
     by_env: Dict[tuple, Dict[int, List[dict]]] = {}
     for run in runs:
-        by_env.setdefault((run["env"], run["steps"]), {}).setdefault(run["processes"], []).append(run)
-    for (env, steps), groups in sorted(by_env.items()):
+        key = (run["env"], run.get("setting", "preset"), run["steps"])
+        by_env.setdefault(key, {}).setdefault(run["processes"], []).append({**run, "setting": key[1]})
+    made = []
+    for (env, setting, steps), groups in sorted(by_env.items()):
         one, two = groups.get(1, []), groups.get(2, [])
         seeds = sorted({r["seed"] for r in one} & {r["seed"] for r in two})
         if not seeds:
             continue
+        made.append(run_command(env, setting, steps, ",".join(map(str, seeds))))
         t1 = np.mean([r["train_seconds"] for r in one if r["seed"] in seeds])
         t2 = np.mean([r["train_seconds"] for r in two if r["seed"] in seeds])
         r1 = [r["final_return"] for r in one if r["seed"] in seeds]
@@ -212,22 +243,22 @@ def section(command: str, folder: Path) -> str:
             scalar = timing["float64 scalars (losses, KL)"]["seconds"]
             per_epoch = counts["gradient"] * grad + counts["scalars"] * scalar
             share = f"{per_epoch / (t2 / run['epochs']):.1%} ({per_epoch * 1e3:.0f} ms of {t2 / run['epochs'] * 1e3:.0f} ms per epoch)"
-        lines.append(f"| {env} | {steps:,} | {','.join(map(str, seeds))} | {t1:.0f} | {t2:.0f} | {t1 / t2:.2f}× | "
-                     f"{np.mean(r1):.1f} ± {np.std(r1):.1f} | {np.mean(r2):.1f} ± {np.std(r2):.1f} | {share} |")
+        lines.append(f"| {env} | {setting} | {steps:,} | {','.join(map(str, seeds))} | {t1:.0f} | {t2:.0f} | "
+                     f"{t1 / t2:.2f}× | {np.mean(r1):.1f} ± {np.std(r1):.1f} | {np.mean(r2):.1f} ± {np.std(r2):.1f} "
+                     f"| {share} |")
     bounds = [json.loads(f.read_text()) for f in sorted(folder.glob("bound-*.json"))]
     if bounds:
         lines += ["", "The bound without communication (`--part bound`): one PPO epoch in one process, "
                   "the whole global batch against one process's share of it (its environments, steps "
                   "and minibatch share; medians of alternating rounds); each process does a share at "
                   "the same time, so the speed-up is at most whole / share.", "",
-                  "| env | processes | rollout, whole s | update, whole s | rollout, share s | update, share s "
-                  "| bound |", "|---|---|---|---|---|---|---|"]
+                  "| env | setting | processes | rollout, whole s | update, whole s | rollout, share s "
+                  "| update, share s | bound |", "|---|---|---|---|---|---|---|---|"]
         for b in bounds:
             w, sh = b["parts"]["whole"], b["parts"]["share"]
-            lines.append(f"| {b['env']} | {b['processes']} | {w['rollout']:.3f} | {w['update']:.3f} | "
-                         f"{sh['rollout']:.3f} | {sh['update']:.3f} | {b['bound']:.2f}× |")
+            lines.append(f"| {b['env']} | {b.get('setting', 'preset')} | {b['processes']} | {w['rollout']:.3f} "
+                         f"| {w['update']:.3f} | {sh['rollout']:.3f} | {sh['update']:.3f} | {b['bound']:.2f}× |")
         lines += ["", "Rows made by: " + "; ".join(f"`{b['command']}`" for b in bounds if "command" in b) + "."]
-    made = sorted({r["command"] for r in runs if "command" in r})
     if made:
         lines += ["", "Speed-up rows made by: " + "; ".join(f"`{c}`" for c in made) + "."]
     if timing is not None:
@@ -242,6 +273,7 @@ def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", default="train", help="train, comm, bound or report")
     parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--setting", default="preset", help="preset or wide (see SETTINGS)")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--repeats", type=int, default=200)
@@ -250,6 +282,8 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--comm-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.setting != "preset" and (args.env, args.setting) not in SETTINGS:
+        parser.error(f"no setting {args.setting!r} for {args.env}: one of {sorted(SETTINGS)}")
     if args.comm_worker:
         comm_worker(Path(args.comm_worker), args.repeats)
         return 0
@@ -258,13 +292,15 @@ def main(argv: Sequence[str] = None) -> int:
     if args.part == "train":
         for seed in (int(s) for s in args.seeds.split(",")):
             for processes in (1, 2):
-                train(args.env, processes, args.steps, seed, runs)
+                train(args.env, args.setting, processes, args.steps, seed, runs)
     elif args.part == "comm":
         comm(args.repeats, runs)
     elif args.part == "bound":
-        result = {**epoch_parts(args.env, 2, args.rounds),
-                  "command": f"python benchmarks/distributed.py --part bound --env {args.env} --rounds {args.rounds}"}
-        (runs / f"bound-{args.env.replace('/', '-')}.json").write_text(json.dumps(result, indent=1))
+        tag = "" if args.setting == "preset" else f"-{args.setting}"
+        result = {**epoch_parts(args.env, args.setting, 2, args.rounds),
+                  "command": f"python benchmarks/distributed.py --part bound --env {args.env}"
+                             f"{tag.replace('-', ' --setting ')} --rounds {args.rounds}"}
+        (runs / f"bound-{args.env.replace('/', '-')}{tag}.json").write_text(json.dumps(result, indent=1))
     command = "python benchmarks/distributed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     update_section(Path(args.out), section(command.strip(), runs), START, END)
     return 0

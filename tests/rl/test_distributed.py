@@ -212,4 +212,7 @@ def test_the_speed_up_benchmark_runs_one_and_two_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     runs = [json.loads(f.read_text()) for f in tmp_path.glob("*.json")]
     assert sorted(r["processes"] for r in runs) == [1, 2] and all(r["steps"] == 512 for r in runs)
-    assert "| CartPole-v1 | 512 | 0 |" in (tmp_path / "R.md").read_text()
+    assert "| CartPole-v1 | preset | 512 | 0 |" in (tmp_path / "R.md").read_text()
+    refused = subprocess.run([sys.executable, str(bench), "--env", "CartPole-v1", "--setting", "wide", "--runs",
+                              str(tmp_path), "--out", str(tmp_path / "R.md")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "no setting 'wide' for CartPole-v1" in refused.stderr
