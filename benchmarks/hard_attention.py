@@ -1,8 +1,9 @@
 """Hard attention: the recurrent attention model against the paper's table, with its baselines.
 
 Each run is ``examples/hard_attention/train.py`` in its own process (one torch thread), its
-result saved in ``benchmarks/hard_attention_runs/<run name>.json`` (``Job.name``)
-(test and validation error, epochs, wall-clock, training images per second); the section of
+result saved in ``benchmarks/hard_attention_runs/<run name>.json`` (``Job.name``: test and
+validation error, epochs, wall-clock, training images per second) and its learning curve
+beside it in ``<run name>.progress.csv``; the section of
 RESULTS.md is rewritten from every saved run (mean ± std over seeds). Runs already saved are not
 repeated, so the benchmark can be resumed and extended a task at a time.
 
@@ -93,6 +94,7 @@ def train_once(job: Job, runs: Path) -> dict:
               "wall_seconds": time.perf_counter() - start,
               "images_per_s": int(row["Examples"]) / float(row["Time"])}
     (runs / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (runs / f"{name}.progress.csv").write_text("\n".join(rows) + "\n")  # the curve, kept beside (folders are not)
     print(json.dumps(result), flush=True)
     return result
 

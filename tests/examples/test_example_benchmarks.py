@@ -52,6 +52,8 @@ def test_hard_attention_sensor_and_a_short_training_write_their_section(tmp_path
     assert set(sensor) == {"table", "table, 8 per batch", "grid_sample"} and min(sensor.values()) > 0
     run = json.loads((runs / "mnist-fc-hit-g6-e1-lr0.001-std0.17-constant-s0.json").read_text())
     assert run["epochs"] == 1 and 0 <= run["test_error"] <= 1 and run["images_per_s"] > 0
+    curve = (runs / "mnist-fc-hit-g6-e1-lr0.001-std0.17-constant-s0.progress.csv").read_text().splitlines()
+    assert curve[0].startswith("Epoch,") and len(curve) == 2
     # a run saved before the RAM's core and first glimpse were settings reads back as the paper's
     legacy = {k: v for k, v in run.items() if k not in ("core", "first")}
     (runs / "mnist-fc-hit-g6-e1-lr0.001-std0.17-constant-s1.json").write_text(json.dumps({**legacy, "seed": 1}))
