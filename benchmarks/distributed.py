@@ -93,7 +93,8 @@ def train(env: str, setting: str, processes: int, steps: int, seed: int, runs: P
     header = rows[0].split(",")
     table = [dict(zip(header, r.split(","))) for r in rows[1:]]
     tail = table[-max(1, round(len(table) * RETURN_TAIL)):]
-    returns = [float(r["AverageEpRet"]) for r in tail if r.get("AverageEpRet")]
+    # an epoch in which no episode ended logs nan
+    returns = [x for x in (float(r["AverageEpRet"]) for r in tail if r.get("AverageEpRet")) if not np.isnan(x)]
     result = {"env": env, "setting": setting, "processes": processes, "steps": steps, "seed": seed, "epochs": len(table),
               "train_seconds": float(table[-1]["Time"]), "wall_seconds": time.perf_counter() - start,
               "final_return": float(np.mean(returns)) if returns else float("nan"),
@@ -163,11 +164,12 @@ def allreduces_per_epoch(run: dict, runs: Path) -> Dict[str, int]:
 
 
 # ------------------------------------------------------------------ the bound
-def epoch_parts(env: str, setting: str, processes: int, rounds: int) -> dict:
+def epoch_parts(env: str, setting: str, processes: int, rounds: int, only: str = "") -> dict:
     """Seconds of one PPO epoch's rollout and of its batch + update, in one process, for the whole
     global batch and for one of ``processes`` equal shares (its environments, steps and
     minibatch share), alternating: the bound on the speed-up that ignores communication is
-    whole / share (each process does a share's work at the same time)."""
+    whole / share (each process does a share's work at the same time). ``only``: time just
+    ``whole`` or ``share``."""
     import torch
 
     from scgrad.rl import presets
@@ -183,6 +185,8 @@ def epoch_parts(env: str, setting: str, processes: int, rounds: int) -> dict:
     shapes = {"whole": (base.num_envs, base.steps_per_epoch, base.minibatch_size),
               "share": (base.num_envs // processes, base.steps_per_epoch // processes,
                         base.minibatch_size // processes if base.minibatch_size else None)}
+    if only:
+        shapes = {only: shapes[only]}
     times = {name: [] for name in shapes}
     for _ in range(rounds):
         for name, (envs, steps, minibatch) in shapes.items():
@@ -199,16 +203,47 @@ def epoch_parts(env: str, setting: str, processes: int, rounds: int) -> dict:
             times[name].append((middle - start, time.perf_counter() - middle))
             vec.close()
     parts = {name: dict(zip(("rollout", "update"), np.median(np.asarray(t), 0).tolist())) for name, t in times.items()}
-    whole, share = (sum(parts[k].values()) for k in ("whole", "share"))
-    result = {"env": env, "setting": setting, "processes": processes, "rounds": rounds, "parts": parts, "bound": whole / share}
+    result = {"env": env, "setting": setting, "processes": processes, "rounds": rounds, "parts": parts}
+    if not only:
+        whole, share = (sum(parts[k].values()) for k in ("whole", "share"))
+        result["bound"] = whole / share
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def side_by_side(env: str, setting: str, processes: int, rounds: int, runs: Path) -> dict:
+    """A share's epoch (rollout + update, no communication) timed in one process alone, then in
+    ``processes`` processes at once: how much the cores give when all are busy. The speed-up
+    bound that counts this is ``bound × alone / together``."""
+    def launch(count: int) -> List[float]:
+        outs = [runs / f"share-worker-{i}.json" for i in range(count)]
+        workers = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--part", "share-worker",
+                                     "--env", env, "--setting", setting, "--rounds", str(rounds), "--out", str(out)],
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for out in outs]
+        if any(w.wait() != 0 for w in workers):
+            raise RuntimeError("a share worker failed")
+        seconds = [sum(json.loads(out.read_text())["parts"]["share"].values()) for out in outs]
+        for out in outs:
+            out.unlink()
+        return seconds
+
+    alone, together = launch(1)[0], launch(processes)
+    result = {"env": env, "setting": setting, "processes": processes, "rounds": rounds, "alone": alone,
+              "together": together, "efficiency": alone / float(np.mean(together))}
     print(json.dumps(result), flush=True)
     return result
 
 
 # ------------------------------------------------------------------ the section
+def spread(values: List[float]) -> str:
+    """mean ± std of several seeds' values, or the one value."""
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
 def section(command: str, folder: Path) -> str:
     runs = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))
-            if f.name != "comm.json" and not f.name.startswith("bound-")]
+            if f.name != "comm.json" and not f.name.startswith(("bound-", "side-"))]
     timing = json.loads((folder / "comm.json").read_text()) if (folder / "comm.json").exists() else None
     lines = [START, "",
              "PPO, the same global settings on one process and on two (`torchrun --standalone "
@@ -244,7 +279,7 @@ def section(command: str, folder: Path) -> str:
             per_epoch = counts["gradient"] * grad + counts["scalars"] * scalar
             share = f"{per_epoch / (t2 / run['epochs']):.1%} ({per_epoch * 1e3:.0f} ms of {t2 / run['epochs'] * 1e3:.0f} ms per epoch)"
         lines.append(f"| {env} | {setting} | {steps:,} | {','.join(map(str, seeds))} | {t1:.0f} | {t2:.0f} | "
-                     f"{t1 / t2:.2f}× | {np.mean(r1):.1f} ± {np.std(r1):.1f} | {np.mean(r2):.1f} ± {np.std(r2):.1f} "
+                     f"{t1 / t2:.2f}× | {spread(r1)} | {spread(r2)} "
                      f"| {share} |")
     bounds = [json.loads(f.read_text()) for f in sorted(folder.glob("bound-*.json"))]
     if bounds:
@@ -259,6 +294,16 @@ def section(command: str, folder: Path) -> str:
             lines.append(f"| {b['env']} | {b.get('setting', 'preset')} | {b['processes']} | {w['rollout']:.3f} "
                          f"| {w['update']:.3f} | {sh['rollout']:.3f} | {sh['update']:.3f} | {b['bound']:.2f}× |")
         lines += ["", "Rows made by: " + "; ".join(f"`{b['command']}`" for b in bounds if "command" in b) + "."]
+    sides = [json.loads(f.read_text()) for f in sorted(folder.glob("side-*.json"))]
+    for side in sides:
+        bound = next((b["bound"] for b in bounds if b["env"] == side["env"]
+                      and b.get("setting", "preset") == side["setting"]), None)
+        lines += ["", f"Side by side (`{side['command']}`): {side['env']} ({side['setting']}), a share's epoch "
+                  f"takes {side['alone']:.3f} s in one process alone and {np.mean(side['together']):.3f} s in each of "
+                  f"{side['processes']} processes at once, without communicating: the cores give "
+                  f"{side['efficiency']:.0%} of their lone speed when both are busy"
+                  + (f", so the speed-up can be at most {bound:.2f}× × {side['efficiency']:.2f} = "
+                     f"{bound * side['efficiency']:.2f}× here." if bound else ".")]
     if made:
         lines += ["", "Speed-up rows made by: " + "; ".join(f"`{c}`" for c in made) + "."]
     if timing is not None:
@@ -271,7 +316,7 @@ def section(command: str, folder: Path) -> str:
 
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", default="train", help="train, comm, bound or report")
+    parser.add_argument("--part", default="train", help="train, comm, bound, side-by-side or report")
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--setting", default="preset", help="preset or wide (see SETTINGS)")
     parser.add_argument("--steps", type=int, default=100_000)
@@ -284,6 +329,9 @@ def main(argv: Sequence[str] = None) -> int:
     args = parser.parse_args(argv)
     if args.setting != "preset" and (args.env, args.setting) not in SETTINGS:
         parser.error(f"no setting {args.setting!r} for {args.env}: one of {sorted(SETTINGS)}")
+    if args.part == "share-worker":  # one process of --part side-by-side: its result to --out
+        Path(args.out).write_text(json.dumps(epoch_parts(args.env, args.setting, 2, args.rounds, only="share")))
+        return 0
     if args.comm_worker:
         comm_worker(Path(args.comm_worker), args.repeats)
         return 0
@@ -301,6 +349,12 @@ def main(argv: Sequence[str] = None) -> int:
                   "command": f"python benchmarks/distributed.py --part bound --env {args.env}"
                              f"{tag.replace('-', ' --setting ')} --rounds {args.rounds}"}
         (runs / f"bound-{args.env.replace('/', '-')}{tag}.json").write_text(json.dumps(result, indent=1))
+    elif args.part == "side-by-side":
+        tag = "" if args.setting == "preset" else f"-{args.setting}"
+        result = {**side_by_side(args.env, args.setting, 2, args.rounds, runs),
+                  "command": f"python benchmarks/distributed.py --part side-by-side --env {args.env}"
+                             f"{tag.replace('-', ' --setting ')} --rounds {args.rounds}"}
+        (runs / f"side-{args.env.replace('/', '-')}{tag}.json").write_text(json.dumps(result, indent=1))
     command = "python benchmarks/distributed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     update_section(Path(args.out), section(command.strip(), runs), START, END)
     return 0

@@ -213,6 +213,13 @@ def test_the_speed_up_benchmark_runs_one_and_two_processes(tmp_path):
     runs = [json.loads(f.read_text()) for f in tmp_path.glob("*.json")]
     assert sorted(r["processes"] for r in runs) == [1, 2] and all(r["steps"] == 512 for r in runs)
     assert "| CartPole-v1 | preset | 512 | 0 |" in (tmp_path / "R.md").read_text()
+    done = subprocess.run([sys.executable, str(bench), "--part", "side-by-side", "--env", "CartPole-v1", "--rounds", "1",
+                           "--runs", str(tmp_path), "--out", str(tmp_path / "R.md")], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    side = json.loads((tmp_path / "side-CartPole-v1.json").read_text())
+    assert side["alone"] > 0 and len(side["together"]) == 2 and side["efficiency"] > 0
+    assert "Side by side (`python benchmarks/distributed.py --part side-by-side" in (tmp_path / "R.md").read_text()
     refused = subprocess.run([sys.executable, str(bench), "--env", "CartPole-v1", "--setting", "wide", "--runs",
                               str(tmp_path), "--out", str(tmp_path / "R.md")], capture_output=True, text=True)
     assert refused.returncode == 2 and "no setting 'wide' for CartPole-v1" in refused.stderr
