@@ -311,10 +311,10 @@ def test_hard_attention_benchmark_saves_runs_and_writes_its_section(tmp_path):
     saved = json.loads((runs / "mnist-ram-hit-g2-e1-lr0.001-std0.17-constant-s0.json").read_text())
     assert saved["epochs"] == 1 and 0 <= saved["test_error"] <= 1 and saved["images_per_s"] > 0
     text = out.read_text()
-    assert "| mnist | fc | — | — | 1 | 0.001 | — | constant | 1 |" in text
-    assert "| mnist | ram | hit | 2 | 1 | 0.001 | 0.17 | constant | 1 |" in text
+    assert "| mnist | fc | — | — | — | 1 | 0.001 | — | constant | 1 |" in text
+    assert "| mnist | ram | hit | rnn, random | 2 | 1 | 0.001 | 0.17 | constant | 1 |" in text
     assert ("python benchmarks/hard_attention.py --task mnist --models ram --credit hit --glimpses 2 --epochs 1 "
-            "--lr 0.001 --std 0.17 --lr-schedule constant --seeds 0") in text
+            "--lr 0.001 --std 0.17 --lr-schedule constant --core rnn --first random --seeds 0") in text
     assert "glimpses/s" in text and text.count("<!-- end hard attention -->") == 1
 
 
